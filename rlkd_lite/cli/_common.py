@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rlkd_lite.errors import RlkdError
 
@@ -19,5 +20,5 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except RlkdError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(code=1) from None
