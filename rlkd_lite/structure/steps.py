@@ -1,6 +1,13 @@
-"""The step format: a reasoning path as (meta-reasoning, sub-problem, answer) steps."""
+"""The step format: a reasoning path as (meta-reasoning, sub-problem, answer) steps.
+
+The canonical text form (DESIGN.md section 1) is written by `render_steps` and read back by
+`parse_steps`. The parser is deliberately tolerant because it reads model output: it never
+raises, and text it cannot read simply yields fewer (or no) steps.
+"""
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -14,3 +21,106 @@ class Step:
     """The one sub-problem this step solves."""
     answer: str
     """The short answer to the sub-problem, no reasoning."""
+
+
+META, QUERY, ANSWER = 0, 1, 2
+"""Part kinds, in the order they appear within a step."""
+
+# Tag names -> part kind. Besides ours, the authors' release uses [Meat-reasoning i] (sic) in
+# its prompts and [sub-think i]/[Query i] in its parser; accepting all of them makes their data
+# usable. Spaces, hyphens and underscores inside the name are all accepted.
+_TAG_KINDS = {
+    "metareasoning": META, "meatreasoning": META, "subthink": META,
+    "subproblem": QUERY, "query": QUERY,
+    "answer": ANSWER,
+}
+_TAG = re.compile(
+    r"\[\s*(meta[\s_-]*reasoning|meat[\s_-]*reasoning|sub[\s_-]*think|sub[\s_-]*problem|query"
+    r"|answer)\s*\d*\s*\]\s*:?",
+    re.IGNORECASE,
+)
+_TAG_NAME_JUNK = re.compile(r"[\s_-]+")
+_STEP_START_TAG = re.compile(
+    r"\[\s*(?:meta[\s_-]*reasoning|meat[\s_-]*reasoning|sub[\s_-]*think|sub[\s_-]*problem|query)"
+    r"\s*\d*\s*\]",
+    re.IGNORECASE,
+)
+# A closing "So the final answer is 72." / "#### 72" after the last step belongs to the whole
+# solution, not to the last sub-problem's answer.
+_TRAILER = re.compile(
+    r"\s*(?:(?:so|thus|therefore|hence)?[\s,]*the\s+final\s+answer\s+is\b|####).*\Z",
+    re.IGNORECASE | re.DOTALL,
+)
+
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+
+
+def think_text(text: str) -> str:
+    """The reasoning inside `<think>...</think>`; the whole text when there is no think block.
+
+    An unclosed `<think>` runs to the end of the text (a completion cut off by the token limit).
+    A `</think>` without an opening tag (chat templates that put `<think>` in the prompt) makes
+    everything before it the reasoning.
+    """
+    start = text.find(_THINK_OPEN)
+    if start >= 0:
+        start += len(_THINK_OPEN)
+        end = text.find(_THINK_CLOSE, start)
+        return text[start:] if end < 0 else text[start:end]
+    end = text.find(_THINK_CLOSE)
+    return text if end < 0 else text[:end]
+
+
+def render_steps(steps: Sequence[Step]) -> str:
+    """The canonical tagged text of `steps`, numbered from 1, one tag per line."""
+    return "\n".join(
+        f"[Meta-reasoning {i}]: {step.meta}\n[Sub-problem {i}]: {step.query}\n[Answer {i}]: {step.answer}"
+        for i, step in enumerate(steps, 1)
+    )
+
+
+def looks_tagged(text: str) -> bool:
+    """Whether `text` is written in the step tag format (has a meta-reasoning or sub-problem tag)."""
+    return _STEP_START_TAG.search(text) is not None
+
+
+def parse_steps(text: str) -> list[Step]:
+    """Read tagged steps from `text` (model output or data); never raises.
+
+    Rules, in the order they apply:
+    - only the reasoning inside `<think>...</think>` counts (see `think_text`);
+    - tags are matched case-insensitively, with or without index and colon, and the authors'
+      tag names are accepted (`[sub-think i]`, `[Query i]`, `[Meat-reasoning i]`);
+    - text before the first tag is ignored;
+    - tag indices are not trusted (models miscount): the order of the tags defines the steps.
+      A tag starts a new step when its part comes at or before the previous part's place in
+      meta -> sub-problem -> answer order, e.g. two answers in a row are two steps;
+    - a part a step lacks is ""; a step with all three parts empty is dropped;
+    - a closing "So the final answer is ..." or "#### ..." is cut from the last part.
+    Text without any tag gives [].
+    """
+    text = think_text(text)
+    tags = list(_TAG.finditer(text))
+    if not tags:
+        return []
+    steps: list[Step] = []
+    parts = ["", "", ""]
+    last_kind = -1
+    for n, tag in enumerate(tags):
+        kind = _TAG_KINDS[_TAG_NAME_JUNK.sub("", tag.group(1).lower())]
+        end = tags[n + 1].start() if n + 1 < len(tags) else len(text)
+        body = text[tag.end():end]
+        if n + 1 == len(tags):
+            body = _TRAILER.sub("", body)
+        if kind <= last_kind:
+            _append_step(steps, parts)
+            parts = ["", "", ""]
+        parts[kind] = body.strip()
+        last_kind = kind
+    _append_step(steps, parts)
+    return steps
+
+
+def _append_step(steps: list[Step], parts: list[str]) -> None:
+    if any(parts):
+        steps.append(Step(*parts))

@@ -1,0 +1,94 @@
+"""`rlkd-lite score`: structure score of student traces against teacher traces."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from rlkd_lite.cli import app
+from rlkd_lite.cli._common import console, err_console, user_errors
+from rlkd_lite.errors import InputError
+from rlkd_lite.eval.alignment import score_files, write_report
+from rlkd_lite.eval.render import pair_table, summary_table
+from rlkd_lite.structure.decomposers import make_decomposer
+from rlkd_lite.structure.judges import make_judge
+
+_PROBLEMS_SHOWN = 5
+"""How many skipped-line problems --skip-bad prints before saying "and N more"."""
+
+
+class DecomposerName(str, Enum):
+    auto = "auto"
+    tagged = "tagged"
+    rules = "rules"
+    gsrm = "gsrm"
+
+
+class JudgeName(str, Enum):
+    exact = "exact"
+    lexical = "lexical"
+    llm = "llm"
+
+
+@app.command()
+def score(
+    teacher: Annotated[Path, typer.Argument(
+        help="Teacher traces, JSONL: one {id?, question?, reasoning} or {id?, steps} per line.")],
+    student: Annotated[Path, typer.Argument(
+        help="Student traces in the same format; records pair by id, or by line order without ids.")],
+    decomposer: Annotated[DecomposerName, typer.Option(
+        help="How reasoning text becomes steps: auto = tagged when the text has step tags, else "
+             "rules (GSM8K-style computations); gsrm = the model with the gsrm adapter "
+             "(needs --model).")] = DecomposerName.auto,
+    judge: Annotated[JudgeName, typer.Option(
+        help="How two steps are compared: exact (normalised equality), lexical (token overlap, "
+             "numbers by value), llm (the model answers yes/no; needs --model).")] = JudgeName.lexical,
+    normalize: Annotated[bool, typer.Option(
+        help="Divide each reward by the teacher's step count (0..1) instead of the authors' "
+             "plain sum.")] = False,
+    model: Annotated[str | None, typer.Option(
+        help="Base model (Hub name or local path) for --decomposer gsrm and --judge llm.")] = None,
+    adapter: Annotated[str | None, typer.Option(
+        help="Trained gsrm LoRA adapter directory to load on --model (default: the base model "
+             "with a few-shot prompt).")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Write the report (summary and per-pair rewards) to this JSON file.")] = None,
+    show: Annotated[int, typer.Option(
+        min=0, help="Print the N lowest-scoring pairs as aligned teacher/student step tables.")] = 0,
+    skip_bad: Annotated[bool, typer.Option(
+        help="Skip bad lines and unpaired records (counted and listed) instead of stopping at "
+             "the first.")] = False,
+) -> None:
+    """Score how well student traces reproduce the step structure of teacher traces."""
+    with user_errors():
+        model_options = {}
+        needs_model = [option for option, chosen in (("--decomposer gsrm", decomposer is DecomposerName.gsrm),
+                                                     ("--judge llm", judge is JudgeName.llm)) if chosen]
+        if needs_model:
+            if model is None:
+                raise InputError(f"--model is required by {' and '.join(needs_model)}")
+            from rlkd_lite.models.loading import load_inference_model
+
+            loaded, tokenizer = load_inference_model(model, adapter=adapter)
+            # The loader registers a given adapter under the name "gsrm".
+            model_options = {"model": loaded, "tokenizer": tokenizer,
+                             "adapter": "gsrm" if adapter else None}
+        chosen_decomposer = make_decomposer(
+            decomposer.value, **(model_options if decomposer is DecomposerName.gsrm else {}))
+        chosen_judge = make_judge(judge.value, **(model_options if judge is JudgeName.llm else {}))
+        result = score_files(teacher, student, chosen_decomposer, chosen_judge,
+                             normalize=normalize, skip_bad=skip_bad)
+        for problem in result.problems[:_PROBLEMS_SHOWN]:
+            err_console.print(f"[yellow]skipped:[/] {escape(str(problem))}", highlight=False)
+        if len(result.problems) > _PROBLEMS_SHOWN:
+            err_console.print(f"[yellow]skipped:[/] and {len(result.problems) - _PROBLEMS_SHOWN} more")
+        if json_out is not None:
+            write_report(json_out, result)
+        console.print(summary_table(result.summary()))
+        for pair in result.lowest(show):
+            console.print(pair_table(pair))
+        if json_out is not None:
+            console.print(f"report written to {escape(str(json_out))}", highlight=False)

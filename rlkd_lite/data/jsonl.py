@@ -1,0 +1,120 @@
+"""JSONL in, JSONL out: strict reading with file:line errors, atomic and resumable writing."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rlkd_lite.errors import InputError
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def read_jsonl(path: str | os.PathLike[str],
+               on_error: Callable[[InputError], None] | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line of a JSONL file; lines count from 1.
+
+    A line that is not UTF-8, not JSON, or not a JSON object raises InputError naming the file
+    and line; with `on_error`, the error is passed to it instead and the line skipped. A file
+    with no records at all (empty, or only blank lines) raises InputError, as does a file that
+    cannot be opened. A UTF-8 byte-order mark at the start is ignored.
+    """
+    name = str(path)
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot open: {exc.strerror or exc}", path=name) from None
+    seen_any = False
+    with handle:
+        for line_no, raw in enumerate(handle, 1):
+            if line_no == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+            if not raw.strip():
+                continue
+            seen_any = True
+            try:
+                row = _parse_line(raw, name, line_no)
+            except InputError as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
+                continue
+            yield line_no, row
+    if not seen_any:
+        raise InputError("empty file: no JSON lines", path=name)
+
+
+def _parse_line(raw: bytes, path: str, line_no: int) -> dict:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}",
+                         path=path, line=line_no) from None
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg} at column {exc.colno}",
+                         path=path, line=line_no) from None
+    if not isinstance(row, dict):
+        raise InputError(f"expected a JSON object, got {_json_type(row)}", path=path, line=line_no)
+    return row
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for error messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "an array", dict: "an object", type(None): "null"}[type(value)]
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the new one, never a part.
+
+    The text goes to a temporary file in the same directory, is flushed to disk, and then
+    renamed over `path` (a rename within one file system is atomic).
+    """
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 lets the umask decide the permissions, as for a plain open().
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write `obj` as indented JSON, atomically (see `write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def write_jsonl_atomic(path: str | os.PathLike[str], rows: Iterable[Any]) -> None:
+    """Write one JSON value per line, atomically (see `write_text_atomic`)."""
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def append_jsonl(path: str | os.PathLike[str], row: Any) -> None:
+    """Append one JSON line and force it to disk, for outputs that resume after a crash.
+
+    If the file ends in a torn line (a crash mid-write), the new row starts on a fresh line so
+    that only the torn line is unreadable, not the new row too.
+    """
+    line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+    with open(path, "ab+") as handle:
+        if handle.tell() > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = b"\n" + line
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())

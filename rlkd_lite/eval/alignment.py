@@ -1,0 +1,265 @@
+"""Structure score of student traces against teacher traces: the logic of `rlkd-lite score`.
+
+A trace file is JSONL, one record per line:
+    {"id": "q1", "question": "...", "reasoning": "free text or tagged steps"}
+    {"id": "q2", "steps": [{"meta": "...", "query": "...", "answer": "..."}, ...]}
+"id" (string or integer) and "question" are optional; a record needs "reasoning" or "steps"
+(when both are given, "steps" is used as is and "reasoning" ignored). Records pair by id when
+both files have ids (ids compare as text, so 7 and "7" are one id), and by line order when
+neither has. Pure Python: no model library is imported here.
+"""
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlkd_lite.data.jsonl import read_jsonl, write_json_atomic
+from rlkd_lite.errors import InputError, RlkdError
+from rlkd_lite.structure.decomposers import DecomposeInput, Decomposer
+from rlkd_lite.structure.judges import Judge
+from rlkd_lite.structure.reward import StructureScore, structure_scores
+from rlkd_lite.structure.steps import Step
+
+_STEP_FIELDS = ("meta", "query", "answer")
+_LISTED_IDS = 5
+"""How many unpaired ids an error message names before saying "and N more"."""
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One valid record of a trace file."""
+
+    id: str | int | None
+    line: int
+    position: int
+    """0-based index among the file's non-blank lines (bad ones included), for order pairing."""
+    question: str
+    reasoning: str
+    steps: list[Step] | None
+    """Steps given in the file; None when they come from decomposing `reasoning`."""
+
+
+@dataclass(frozen=True)
+class TraceFile:
+    """The valid records of one trace file, and the problems of the lines that were skipped."""
+
+    path: str
+    traces: list[Trace]
+    records: int
+    """Non-blank lines, valid or not."""
+    problems: list[InputError]
+
+
+def read_traces(path: str | Path, skip_bad: bool = False) -> TraceFile:
+    """Read and validate a trace file; see the module docstring for the format.
+
+    A bad line (not JSON, a missing or wrong-typed field, a duplicate id) raises InputError
+    naming the file, line and field; with `skip_bad` it is recorded in `problems` and skipped.
+    An empty file, and a file where only some records have an id, always raise.
+    """
+    name = str(path)
+    traces: list[Trace] = []
+    problems: list[InputError] = []
+    first_line_of: dict[str, int] = {}
+    position = 0
+
+    def skip(problem: InputError) -> None:
+        nonlocal position
+        problems.append(problem)
+        position += 1
+
+    for line_no, row in read_jsonl(path, on_error=skip if skip_bad else None):
+        try:
+            trace = _trace(row, name, line_no, position)
+            if trace.id is not None:
+                key = str(trace.id)
+                if key in first_line_of:
+                    raise InputError(f"duplicate id {trace.id!r} (first on line {first_line_of[key]})",
+                                     path=name, line=line_no, field="id")
+                first_line_of[key] = line_no
+            traces.append(trace)
+        except InputError as problem:
+            if not skip_bad:
+                raise
+            problems.append(problem)
+        position += 1
+    with_id = [t for t in traces if t.id is not None]
+    if with_id and len(with_id) != len(traces):
+        odd = next(t for t in traces if t.id is None)
+        raise InputError("missing: other records have an 'id', so every record needs one",
+                         path=name, line=odd.line, field="id")
+    return TraceFile(name, traces, position, problems)
+
+
+def _trace(row: dict, path: str, line: int, position: int) -> Trace:
+    """Validate one record."""
+
+    def bad(field: str, problem: str) -> InputError:
+        return InputError(problem, path=path, line=line, field=field)
+
+    record_id = row.get("id")
+    if record_id is not None and (isinstance(record_id, bool) or not isinstance(record_id, (str, int))):
+        raise bad("id", f"expected a string or an integer, got {type(record_id).__name__}")
+    question = row.get("question", "")
+    if not isinstance(question, str):
+        raise bad("question", f"expected a string, got {type(question).__name__}")
+    steps = None
+    if "steps" in row:
+        steps = _steps(row["steps"], bad)
+    elif "reasoning" not in row:
+        raise bad("reasoning", "missing: a record needs 'reasoning' (text) or 'steps' (a list)")
+    reasoning = row.get("reasoning", "")
+    if not isinstance(reasoning, str):
+        raise bad("reasoning", f"expected a string, got {type(reasoning).__name__}")
+    return Trace(record_id, line, position, question, reasoning, steps)
+
+
+def _steps(value: Any, bad: Callable[[str, str], InputError]) -> list[Step]:
+    if not isinstance(value, list):
+        raise bad("steps", f"expected a list of steps, got {type(value).__name__}")
+    steps = []
+    for i, step in enumerate(value):
+        if not isinstance(step, dict):
+            raise bad(f"steps[{i}]", f"expected an object with {', '.join(_STEP_FIELDS)}, "
+                                     f"got {type(step).__name__}")
+        for part in _STEP_FIELDS:
+            if not isinstance(step.get(part), str):
+                problem = "missing" if part not in step else f"expected a string, got {type(step[part]).__name__}"
+                raise bad(f"steps[{i}].{part}", problem)
+        steps.append(Step(step["meta"], step["query"], step["answer"]))
+    return steps
+
+
+def pair_traces(teacher: TraceFile, student: TraceFile,
+                skip_bad: bool = False) -> tuple[list[tuple[Trace, Trace]], list[InputError]]:
+    """Pair teacher and student records, in teacher-file order.
+
+    By id when both files have ids (an id in only one file is an error, or with `skip_bad` a
+    skipped record); by line order when neither has (the files must have as many records; a
+    pair with a skipped line on either side is dropped). Returns the pairs and the problems of
+    the skipped records.
+    """
+    t_ids = any(t.id is not None for t in teacher.traces)
+    s_ids = any(t.id is not None for t in student.traces)
+    if t_ids != s_ids:
+        with_ids, without = (teacher, student) if t_ids else (student, teacher)
+        raise InputError(f"{with_ids.path} has 'id' fields but {without.path} does not: give "
+                         "both files ids, or neither (then records pair by line order)")
+    if not t_ids:
+        if teacher.records != student.records:
+            raise InputError(f"{teacher.path} has {teacher.records} records but {student.path} "
+                             f"has {student.records}; without ids, records pair by line order")
+        by_position = {s.position: s for s in student.traces}
+        return [(t, by_position[t.position]) for t in teacher.traces if t.position in by_position], []
+    by_id = {str(s.id): s for s in student.traces}
+    pairs = [(t, by_id[str(t.id)]) for t in teacher.traces if str(t.id) in by_id]
+    teacher_keys = {str(t.id) for t in teacher.traces}
+    unpaired = [(teacher, student, [t for t in teacher.traces if str(t.id) not in by_id]),
+                (student, teacher, [s for s in student.traces if str(s.id) not in teacher_keys])]
+    problems = [InputError(f"id {t.id!r} is not in {other.path}", path=own.path, line=t.line, field="id")
+                for own, other, lonely in unpaired for t in lonely]
+    if problems and not skip_bad:
+        raise InputError("; ".join(_unpaired_summary(own, other, lonely)
+                                   for own, other, lonely in unpaired if lonely))
+    return pairs, problems
+
+
+def _unpaired_summary(own: TraceFile, other: TraceFile, lonely: list[Trace]) -> str:
+    named = ", ".join(repr(t.id) for t in lonely[:_LISTED_IDS])
+    more = f" and {len(lonely) - _LISTED_IDS} more" if len(lonely) > _LISTED_IDS else ""
+    return f"{len(lonely)} id(s) of {own.path} are not in {other.path}: {named}{more}"
+
+
+@dataclass(frozen=True)
+class ScoredPair:
+    """A teacher/student pair with its steps and structure score."""
+
+    id: str | int
+    """The record's id; without ids, its 1-based record number."""
+    teacher: list[Step]
+    student: list[Step]
+    score: StructureScore
+
+    @property
+    def full_match(self) -> bool:
+        """Every teacher step scored 1."""
+        return self.score.teacher_steps > 0 and self.score.first_divergence is None
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What `score_files` found: scored pairs in teacher-file order, and skipped lines."""
+
+    pairs: list[ScoredPair]
+    problems: list[InputError]
+
+    def summary(self) -> dict[str, Any]:
+        """pairs, mean, median, full_match (share of pairs where every teacher step scored 1),
+        mean_first_divergence (mean 0-based position of the first teacher step not reproduced,
+        over the pairs that diverged; None if none did) and skipped (bad lines and records)."""
+        rewards = [p.score.reward for p in self.pairs]
+        divergences = [p.score.first_divergence for p in self.pairs
+                       if p.score.first_divergence is not None]
+        return {
+            "pairs": len(self.pairs),
+            "mean": statistics.fmean(rewards) if rewards else 0.0,
+            "median": float(statistics.median(rewards)) if rewards else 0.0,
+            "full_match": sum(p.full_match for p in self.pairs) / len(self.pairs) if self.pairs else 0.0,
+            "mean_first_divergence": statistics.fmean(divergences) if divergences else None,
+            "skipped": len(self.problems),
+        }
+
+    def report(self) -> dict[str, Any]:
+        """The JSON report: {"summary": ..., "items": [{id, reward, teacher_steps,
+        student_steps, step_rewards}, ...]}."""
+        return {
+            "summary": self.summary(),
+            "items": [{"id": p.id, "reward": p.score.reward, "teacher_steps": p.score.teacher_steps,
+                       "student_steps": p.score.student_steps, "step_rewards": p.score.step_rewards}
+                      for p in self.pairs],
+        }
+
+    def lowest(self, n: int) -> list[ScoredPair]:
+        """The `n` lowest-scoring pairs, lowest first (teacher-file order among equals)."""
+        return sorted(self.pairs, key=lambda p: p.score.reward)[:n]
+
+
+def score_files(teacher_path: str | Path, student_path: str | Path, decomposer: Decomposer,
+                judge: Judge, normalize: bool = False, skip_bad: bool = False) -> ScoreResult:
+    """Read, pair, decompose (one batched call) and score (one batched judge call) two trace files.
+
+    Raises InputError for bad input (see `read_traces` and `pair_traces`); with `skip_bad`,
+    bad lines and unpaired records are skipped and listed in the result's `problems`.
+    """
+    teacher = read_traces(teacher_path, skip_bad)
+    student = read_traces(student_path, skip_bad)
+    pairs, unpaired = pair_traces(teacher, student, skip_bad)
+    if not pairs:
+        raise InputError(f"no valid pairs to score in {teacher.path} and {student.path}")
+    t_steps, s_steps = _decompose([t for t, _ in pairs] + [s for _, s in pairs], decomposer)
+    scores = structure_scores(t_steps, s_steps, judge, normalize)
+    scored = [ScoredPair(t.id if t.id is not None else t.position + 1, ts, ss, score)
+              for (t, _), ts, ss, score in zip(pairs, t_steps, s_steps, scores)]
+    return ScoreResult(scored, teacher.problems + student.problems + unpaired)
+
+
+def _decompose(traces: Sequence[Trace], decomposer: Decomposer) -> tuple[list[list[Step]], list[list[Step]]]:
+    """Steps for every trace (given ones as they are, the rest in one decomposer call), split
+    back into the first and second half."""
+    todo = [i for i, t in enumerate(traces) if t.steps is None]
+    decomposed = decomposer([DecomposeInput(traces[i].question, traces[i].reasoning) for i in todo]) if todo else []
+    if len(decomposed) != len(todo):
+        raise RlkdError(f"the decomposer returned {len(decomposed)} step lists for {len(todo)} traces")
+    steps = [t.steps for t in traces]
+    for i, found in zip(todo, decomposed):
+        steps[i] = found
+    half = len(traces) // 2
+    return steps[:half], steps[half:]
+
+
+def write_report(path: str | Path, result: ScoreResult) -> None:
+    """Write the JSON report atomically."""
+    write_json_atomic(path, result.report())
