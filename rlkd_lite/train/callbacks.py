@@ -1,0 +1,159 @@
+"""Trainer callbacks: metrics and sample logs, a rich progress bar, and a clean Ctrl-C."""
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+from rlkd_lite.structure.steps import render_steps
+from rlkd_lite.train.rewards import LastBatch
+from rlkd_lite.train.run_dir import RunDir
+
+
+class RunLogCallback(TrainerCallback):
+    """Writes metrics.jsonl (every log) and samples.jsonl (every `sample_every` steps).
+
+    Step time is measured here (wall clock from step begin to step end, generation included)
+    so it means the same for GRPO and SFT; tokens/s counts completion tokens per step.
+    """
+
+    def __init__(self, run: RunDir, last: LastBatch | None, *, completions_per_step: int,
+                 sample_every: int, samples_per_log: int):
+        self.run, self.last = run, last
+        self.completions_per_step = completions_per_step
+        self.sample_every, self.samples_per_log = sample_every, samples_per_log
+        self._step_start = time.perf_counter()
+        self.step_seconds = 0.0
+        self.latest: dict[str, Any] = {}
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step_seconds = time.perf_counter() - self._step_start
+        if self.last is not None and self.last.completions and (
+                state.global_step % self.sample_every == 0 or state.global_step == 1):
+            self._write_samples(state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "train_runtime" in logs:  # the end-of-training summary, not a step
+            return
+        row: dict[str, Any] = {"step": state.global_step, "step_time_s": round(self.step_seconds, 4)}
+        for key, value in logs.items():
+            if key.startswith("rewards/") and key.endswith("/mean"):
+                row[key[len("rewards/"):-len("/mean")]] = value
+            elif key in ("reward", "loss", "grad_norm", "learning_rate", "kl", "entropy"):
+                row[key] = value
+            elif key.startswith("structure/"):
+                row[key.replace("/", "_")] = value
+        length = logs.get("completions/mean_length")
+        if length is not None and self.step_seconds > 0:
+            row["completion_tokens_mean"] = length
+            row["tokens_per_s"] = round(length * self.completions_per_step / self.step_seconds, 2)
+        self.latest = row
+        self.run.log_metrics(row)
+
+    def _write_samples(self, step: int) -> None:
+        last = self.last
+        for i in range(min(self.samples_per_log, len(last.completions))):
+            sample: dict[str, Any] = {
+                "step": step, "question": last.questions[i], "completion": last.completions[i],
+                "rewards": {name: values[i] for name, values in last.rewards.items()
+                            if i < len(values)},
+            }
+            if i < len(last.structure):
+                score = last.structure[i]
+                sample["student_steps"] = render_steps(last.student_steps[i])
+                sample["teacher_steps"] = render_steps(last.teacher_steps[i])
+                sample["step_rewards"] = score.step_rewards
+                sample["first_divergence"] = score.first_divergence
+            self.run.log_sample(sample)
+
+
+class RichProgressCallback(TrainerCallback):
+    """A progress bar with step, reward, structure reward, step time and ETA."""
+
+    def __init__(self, run_log: RunLogCallback, title: str):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        from rlkd_lite.console import console
+
+        self.run_log = run_log
+        self.progress = Progress(
+            TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=console, transient=False)
+        self.task = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=state.max_steps,
+                                           completed=state.global_step, stats="")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        row = self.run_log.latest
+        parts = []
+        for key, label in (("reward", "reward"), ("structure", "struct"), ("accuracy", "acc"),
+                           ("loss", "loss")):
+            if key in row:
+                parts.append(f"{label} {row[key]:.3g}")
+        if row.get("step_time_s"):
+            parts.append(f"{row['step_time_s']:.1f}s/step")
+        self.progress.update(self.task, completed=state.global_step, stats=" · ".join(parts))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.progress.update(self.task, completed=state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.progress.stop()
+
+
+class GracefulInterrupt(TrainerCallback):
+    """First Ctrl-C: finish the current step, save a checkpoint and stop. A second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        from rlkd_lite.console import console
+
+        console.print("[yellow]Ctrl-C: saving a checkpoint after this step "
+                      "(press again to abort without saving)[/]")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def run_callbacks(run: RunDir, last: LastBatch | None, config: Any, title: str
+                  ) -> tuple[RunLogCallback, list[TrainerCallback]]:
+    """The callbacks every run gets; the log callback comes first so the bar shows fresh rows."""
+    run_log = RunLogCallback(run, last, sample_every=config.sample_every,
+                             samples_per_log=config.samples_per_log,
+                             completions_per_step=config.per_device_train_batch_size
+                             * config.gradient_accumulation_steps)
+    return run_log, [run_log, RichProgressCallback(run_log, title), GracefulInterrupt()]
+
+
+def drop_printer(trainer: Any) -> None:
+    """With tqdm disabled the Trainer prints raw log dicts; our progress bar replaces both."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)

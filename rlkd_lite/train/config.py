@@ -1,0 +1,240 @@
+"""The run configuration: one YAML recipe per experiment, overridden from the command line.
+
+Every field is documented where it is declared. Numbers (learning rate, reward weights,
+lengths) have no defaults here: they come from a recipe in `recipes/`, so that an experiment is
+fully described by its YAML file. A recipe may start from another with `extends: NAME`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlkd_lite.errors import InputError, RlkdError
+
+METHODS = ("rlkd", "grpo", "sft")
+REWARDS = ("accuracy", "format", "tag_count", "structure")
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def _doc(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """Everything one training run needs. Field docs double as `--set` help."""
+
+    # --- model -------------------------------------------------------------------------------
+    model: str = _doc("Alias (qwen2.5-0.5b/1.5b/3b/7b, smollm2-135m), local path or Hub repo id.")
+    backend: str = _doc("unsloth (fused kernels) or hf (transformers+PEFT+bitsandbytes).",
+                        default="unsloth")
+    load_in_4bit: bool = _doc("Quantise the frozen base to 4-bit NF4 (QLoRA).", default=True)
+    max_seq_length: int = _doc("Longest prompt+completion the model is prepared for, in tokens.")
+    lora_rank: int = _doc("LoRA rank r of the student adapter (and of a fresh gsrm adapter).")
+    lora_alpha: int = _doc("LoRA scaling alpha.")
+    lora_dropout: float = _doc("Dropout on the LoRA path.")
+    lora_target_modules: list[str] = _doc("Modules that get LoRA; the gsrm adapter must match.")
+    init_adapter: str | None = _doc("Start the student from this adapter or run dir (SFT→RLKD).",
+                                    default=None)
+    gsrm_adapter: str | None = _doc("Trained gsrm adapter; without it the base model, few-shot, "
+                                    "decomposes and judges.", default=None)
+    trust_remote_code: bool = _doc("Allow model code from the Hub (only if you trust it).",
+                                   default=False)
+
+    # --- data --------------------------------------------------------------------------------
+    data: str = _doc("synthetic (offline), gsm8k-subset (Hub) or a JSONL file of problems.")
+    teacher: str | None = _doc("JSONL of teacher traces paired by id, if not in the data file.",
+                               default=None)
+    subset: int | None = _doc("Use the first N problems (synthetic: generate N).", default=None)
+    system_prompt: str = _doc("System message: how the student must lay out its reasoning.")
+
+    # --- method and rewards ------------------------------------------------------------------
+    method: str = _doc("rlkd (structure + outcome rewards), grpo (outcome only) or sft.")
+    reward_weights: dict[str, float] = _doc(
+        "Weight per reward (accuracy, format, tag_count, structure); summed before GRPO's "
+        "group normalisation. grpo drops structure.")
+    decomposer: str = _doc("How reasoning becomes steps: gsrm (the model), rules or tagged.")
+    judge: str = _doc("How steps are compared: llm (the model, yes/no logits), lexical or exact.")
+    normalize_structure: bool = _doc("Divide the structure reward by the teacher's step count "
+                                     "(the paper sums).", default=False)
+    gsrm_max_new_tokens: int = _doc("Token budget of one GSRM decomposition.")
+    gsrm_batch_size: int = _doc("Completions decomposed per generate call.")
+    judge_batch_size: int = _doc("Step pairs judged per forward pass.")
+
+    # --- optimisation ------------------------------------------------------------------------
+    learning_rate: float = _doc("Peak learning rate of the student adapter.")
+    lr_scheduler_type: str = _doc("transformers scheduler name.", default="constant")
+    warmup_ratio: float = _doc("Share of steps spent warming up the learning rate.")
+    weight_decay: float = _doc("AdamW weight decay.")
+    max_grad_norm: float = _doc("Gradient clipping norm.")
+    max_steps: int = _doc("Optimizer steps in the run.")
+    per_device_train_batch_size: int = _doc("Completions per device per micro-batch.")
+    gradient_accumulation_steps: int = _doc("Micro-batches per optimizer step.")
+    num_generations: int = _doc("GRPO group size: completions sampled per prompt.")
+    max_prompt_length: int = _doc("Prompts longer than this (tokens) are dropped at load time.")
+    max_completion_length: int = _doc("Longest completion sampled, in tokens.")
+    temperature: float = _doc("Sampling temperature of the rollouts.")
+    beta: float = _doc("KL coefficient against the reference (0 disables the reference pass).")
+    loss_type: str = _doc("TRL GRPO loss (grpo, dapo, dr_grpo, bnpo, ...).")
+    num_train_epochs: float = _doc("SFT only: passes over the teacher traces (max_steps wins).",
+                                   default=1.0)
+    seed: int = _doc("Seed for data order, LoRA init and sampling.", default=0)
+
+    # --- run directory -----------------------------------------------------------------------
+    output_dir: str = _doc("Run directory: adapter, config, metrics, samples, checkpoints.")
+    save_steps: int = _doc("Checkpoint every N steps (and on Ctrl-C).")
+    save_total_limit: int = _doc("Checkpoints kept on disk.", default=2)
+    logging_steps: int = _doc("Log metrics every N steps.", default=1)
+    sample_every: int = _doc("Write sample completions with their decomposition every N steps.")
+    samples_per_log: int = _doc("Completions written each time.", default=4)
+
+    def validate(self) -> None:
+        """Check choices and cross-field rules before anything heavy loads."""
+        choices = {"method": METHODS, "backend": ("unsloth", "hf"),
+                   "decomposer": ("gsrm", "rules", "tagged"), "judge": ("llm", "lexical", "exact")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise RlkdError(f"{name} must be one of {', '.join(allowed)}, "
+                                f"not '{getattr(self, name)}'")
+        unknown = set(self.reward_weights) - set(REWARDS)
+        if unknown:
+            raise RlkdError(f"reward_weights: unknown reward(s) {sorted(unknown)}; "
+                            f"known: {', '.join(REWARDS)}")
+        if self.method != "sft":
+            batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+            if batch % self.num_generations:
+                raise RlkdError(f"per_device_train_batch_size × gradient_accumulation_steps "
+                                f"({batch}) must be a multiple of num_generations "
+                                f"({self.num_generations})")
+        if self.max_steps < 1 or self.save_steps < 1:
+            raise RlkdError("max_steps and save_steps must be at least 1")
+
+    def active_rewards(self) -> dict[str, float]:
+        """The rewards this method trains on, with their weights (zero weights dropped)."""
+        return {name: w for name, w in self.reward_weights.items()
+                if w and not (self.method == "grpo" and name == "structure")}
+
+    def uses_model_gsrm(self) -> bool:
+        """Whether the reward needs the model itself (gsrm decomposer or llm judge)."""
+        return self.method == "rlkd" and (self.decomposer == "gsrm" or self.judge == "llm")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def field_help(name: str) -> str:
+    return FIELDS[name].metadata.get("help", "")
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """A recipe by name (a file in recipes/, with or without .yaml) or by path."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    for candidate in (RECIPES_DIR / name_or_path, RECIPES_DIR / f"{name_or_path}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))) or "none found"
+    raise RlkdError(f"no recipe '{name_or_path}' (not a file; known recipes: {known})")
+
+
+def _read_recipe(path: Path, seen: tuple[Path, ...] = ()
+                 ) -> tuple[dict[str, Any], dict[str, tuple[Path, int]]]:
+    """Raw values and the line each key sits on, following `extends` chains."""
+    import yaml
+
+    if path in seen:
+        raise InputError("recipe extends itself in a cycle", path=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text)
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=str(path),
+                         line=mark.line + 1 if mark else None) from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", path=str(path)) from None
+    if values is None:
+        values, node = {}, None
+    if not isinstance(values, dict):
+        raise InputError("a recipe must be a mapping of field: value", path=str(path))
+    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if node is not None else {}
+    parent = values.pop("extends", None)
+    if parent is None:
+        return values, {k: (path, n) for k, n in lines.items()}
+    sibling = path.parent / str(parent)
+    base, base_lines = _read_recipe(sibling if sibling.is_file() else recipe_path(str(parent)),
+                                    seen + (path,))
+    base.update(values)
+    base_lines.update({k: (path, n) for k, n in lines.items() if k != "extends"})
+    return base, base_lines
+
+
+def _check_type(name: str, value: Any, where: tuple[Path, int] | None) -> Any:
+    """Coerce ints to floats where floats are declared; reject anything else mistyped."""
+    annotation = typing.get_type_hints(RunConfig)[name]
+    args = typing.get_args(annotation)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), annotation) if args and (
+        isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+    ) else annotation
+    origin = typing.get_origin(base) or base
+    if value is None and optional:
+        return None
+    ok = (isinstance(value, origin) and not (origin is int and isinstance(value, bool))) or (
+        origin is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        path, line = where if where else (None, None)
+        raise InputError(f"expected {getattr(base, '__name__', base)}, got {value!r}",
+                         path=str(path) if path else None, line=line, field=name)
+    if origin is float:
+        return float(value)
+    if origin is list:
+        return list(value)
+    return value
+
+
+def load_config(recipe: str, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load a recipe, apply overrides (CLI flags, `--set key=value`), check and return it."""
+    path = recipe_path(recipe)
+    values, lines = _read_recipe(path)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+            lines.pop(key, None)
+    unknown = [k for k in values if k not in FIELDS]
+    if unknown:
+        where = lines.get(unknown[0])
+        raise InputError(f"unknown field (known: {', '.join(FIELDS)})",
+                         path=str(where[0] if where else path), line=where[1] if where else None,
+                         field=unknown[0])
+    missing = [name for name, f in FIELDS.items() if name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise InputError(f"recipe lacks required field(s): {', '.join(missing)}", path=str(path))
+    checked = {k: _check_type(k, v, lines.get(k)) for k, v in values.items()}
+    config = RunConfig(**checked)
+    config.validate()
+    return config
+
+
+def parse_set_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`--set key=value` pairs; values are parsed as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key.strip() not in FIELDS:
+            raise RlkdError(f"--set {pair!r}: expected FIELD=VALUE with a known field "
+                            f"(known: {', '.join(FIELDS)})")
+        out[key.strip()] = yaml.safe_load(raw)
+    return out

@@ -1,0 +1,113 @@
+"""RLKD and its GRPO baseline on TRL's GRPOTrainer.
+
+`rlkd` trains on accuracy, format, tag count and the structure reward; `grpo` on the outcome
+rewards only (the paper's RL baseline). Everything else — model, data, sampling, optimiser —
+is the same, so the two runs compare the structure reward and nothing else.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from rlkd_lite.console import console, status
+from rlkd_lite.data.problems import Problem, problems_to_rows
+from rlkd_lite.structure.decomposers import DecomposeInput, make_decomposer
+from rlkd_lite.structure.judges import make_judge
+from rlkd_lite.models.loading import trainer_precision_args
+from rlkd_lite.train.callbacks import RunLogCallback, drop_printer, run_callbacks
+from rlkd_lite.train.config import RunConfig
+from rlkd_lite.train.rewards import LastBatch, build_reward_functions, steps_to_json
+from rlkd_lite.train.run_dir import RunDir
+from rlkd_lite.train.teacher_cache import decompose_teachers
+
+
+def build_structure_parts(config: RunConfig, model: Any, tokenizer: Any) -> tuple[Any, Any, str]:
+    """The decomposer, the judge, and an id of the decomposer for the teacher cache."""
+    from rlkd_lite.models.loading import GSRM_ADAPTER
+
+    adapter = GSRM_ADAPTER if config.gsrm_adapter else None
+    if config.decomposer == "gsrm":
+        decomposer = make_decomposer("gsrm", model=model, tokenizer=tokenizer, adapter=adapter,
+                                     batch_size=config.gsrm_batch_size,
+                                     max_new_tokens=config.gsrm_max_new_tokens)
+        decomposer_id = f"gsrm:{config.model}:{config.gsrm_adapter or 'few-shot'}"
+    else:
+        decomposer, decomposer_id = make_decomposer(config.decomposer), config.decomposer
+    if config.judge == "llm":
+        judge = make_judge("llm", model=model, tokenizer=tokenizer, adapter=adapter,
+                           batch_size=config.judge_batch_size)
+    else:
+        judge = make_judge(config.judge)
+    return decomposer, judge, decomposer_id
+
+
+def teacher_steps_json(problems: list[Problem], decomposer: Any, decomposer_id: str,
+                       run: RunDir, batch_size: int) -> list[str]:
+    """Given steps are used as they are; free-form traces are decomposed once and cached."""
+    todo = [p for p in problems if not p.steps]
+    decomposed = {}
+    if todo:
+        with status(f"decomposing {len(todo)} teacher traces ({decomposer_id})"):
+            steps = decompose_teachers(
+                [DecomposeInput(p.question, p.reasoning or "") for p in todo], decomposer,
+                decomposer_id, run.cache / "teacher_steps.jsonl", batch_size=batch_size)
+        decomposed = {p.id: s for p, s in zip(todo, steps)}
+        empty = sum(1 for s in steps if not s)
+        if empty:
+            console.print(f"[yellow]warning:[/] {empty} of {len(todo)} teacher traces gave no "
+                          f"steps; their structure reward is always 0")
+    return [steps_to_json(p.steps if p.steps else decomposed[p.id]) for p in problems]
+
+
+def drop_long_prompts(rows: list[dict], tokenizer: Any, limit: int) -> list[dict]:
+    """GRPOConfig has no prompt-length bound any more; enforce max_prompt_length at load time."""
+    kept = [r for r in rows if len(tokenizer.apply_chat_template(
+        r["prompt"], add_generation_prompt=True, tokenize=True)) <= limit]
+    if len(kept) < len(rows):
+        console.print(f"[yellow]warning:[/] dropped {len(rows) - len(kept)} problems whose "
+                      f"prompt exceeds max_prompt_length={limit} tokens")
+    return kept
+
+
+def grpo_args(config: RunConfig, run: RunDir, weights: list[float]) -> Any:
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=str(run.checkpoints), max_steps=config.max_steps,
+        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
+        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length, temperature=config.temperature,
+        beta=config.beta, loss_type=config.loss_type, reward_weights=weights, seed=config.seed,
+        logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit, report_to=[], disable_tqdm=True,
+        remove_unused_columns=False, **trainer_precision_args(config.backend))
+
+
+def build_grpo_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: list[Problem],
+                       run: RunDir) -> tuple[Any, RunLogCallback]:
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    weights = config.active_rewards()
+    decomposer = judge = None
+    rows = problems_to_rows(problems, config.system_prompt)
+    if "structure" in weights:
+        decomposer, judge, decomposer_id = build_structure_parts(config, model, tokenizer)
+        for row, steps in zip(rows, teacher_steps_json(problems, decomposer, decomposer_id, run,
+                                                       config.gsrm_batch_size)):
+            row["teacher_steps"] = steps
+    rows = drop_long_prompts(rows, tokenizer, config.max_prompt_length)
+    last = LastBatch()
+    reward_funcs, reward_weights = build_reward_functions(
+        weights, last=last, decomposer=decomposer, judge=judge,
+        normalize=config.normalize_structure)
+    run_log, callbacks = run_callbacks(run, last, config, config.method)
+    trainer = GRPOTrainer(
+        model=model, processing_class=tokenizer, reward_funcs=reward_funcs,
+        args=grpo_args(config, run, reward_weights), train_dataset=Dataset.from_list(rows),
+        callbacks=callbacks)
+    drop_printer(trainer)
+    return trainer, run_log

@@ -1,0 +1,172 @@
+"""The reward functions GRPO trains on, in TRL's reward-function shape.
+
+Each is called once per generation batch with the prompts, the completions and every dataset
+column (one value per completion) and returns one float per completion. The trainer weights and
+sums them (`reward_weights`) before GRPO's group normalisation; TRL logs each one separately
+under `rewards/<name>/mean`.
+
+- accuracy:  the final answer, extracted from the completion, equals the gold answer by value.
+- format:    the completion is exactly `<think>reasoning</think>` then `#### <number>`.
+- tag_count: partial credit (0.25 each) for the pieces of that format, so that a policy that
+             is not there yet still gets a gradient (the authors' "tag count" reward).
+- structure: RLKD's reward: the student's reasoning, decomposed into steps, aligned with the
+             teacher's steps (rlkd_lite.structure.reward). Never raises: a failure scores 0.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlkd_lite.data.answers import answers_match, extract_final_answer
+from rlkd_lite.structure.decomposers import DecomposeInput
+from rlkd_lite.structure.reward import StructureScore, structure_scores
+from rlkd_lite.structure.steps import Step, think_text
+
+log = logging.getLogger(__name__)
+
+_FORMAT = re.compile(r"^\s*<think>(?P<reasoning>.+?)</think>\s*####\s*-?\$?[\d,]*\.?\d+\s*$", re.S)
+
+
+def render_target(reasoning: str, answer: str) -> str:
+    """A completion in the format the format reward asks for; the SFT target. A trailing
+    `#### N` line in the reasoning (GSM8K style) is dropped: the answer follows `</think>`."""
+    body = reasoning.split("####")[0].strip()
+    return f"<think>\n{body}\n</think>\n#### {answer}"
+
+
+def completion_text(completion: Any) -> str:
+    """TRL passes conversational completions as [{"role": "assistant", "content": ...}]."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+
+
+def prompt_question(prompt: Any) -> str:
+    """The user's question from a conversational prompt (the last user message)."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [m["content"] for m in prompt if m.get("role") == "user"]
+    return users[-1] if users else ""
+
+
+def steps_from_json(text: str) -> list[Step]:
+    """Teacher steps travel through the dataset as a JSON string (datasets dislikes nesting)."""
+    return [Step(**s) for s in json.loads(text)] if text else []
+
+
+def steps_to_json(steps: Sequence[Step]) -> str:
+    return json.dumps([{"meta": s.meta, "query": s.query, "answer": s.answer} for s in steps])
+
+
+@dataclass
+class LastBatch:
+    """The latest batch each reward saw, for the run's sample log (prompt, completion, scores)."""
+
+    questions: list[str] = field(default_factory=list)
+    completions: list[str] = field(default_factory=list)
+    rewards: dict[str, list[float]] = field(default_factory=dict)
+    student_steps: list[list[Step]] = field(default_factory=list)
+    teacher_steps: list[list[Step]] = field(default_factory=list)
+    structure: list[StructureScore] = field(default_factory=list)
+
+
+class AccuracyReward:
+    __name__ = "accuracy"
+
+    def __init__(self, last: LastBatch):
+        self.last = last
+
+    def __call__(self, prompts: list, completions: list, answer: list[str], **_: Any) -> list[float]:
+        texts = [completion_text(c) for c in completions]
+        values = [float(answers_match(extract_final_answer(t), a)) for t, a in zip(texts, answer)]
+        self.last.questions = [prompt_question(p) for p in prompts]
+        self.last.completions = texts
+        self.last.rewards = {"accuracy": values}
+        return values
+
+
+class FormatReward:
+    __name__ = "format"
+
+    def __init__(self, last: LastBatch):
+        self.last = last
+
+    def __call__(self, completions: list, **_: Any) -> list[float]:
+        values = [float(bool(_FORMAT.match(completion_text(c)))) for c in completions]
+        self.last.rewards["format"] = values
+        return values
+
+
+class TagCountReward:
+    __name__ = "tag_count"
+
+    def __init__(self, last: LastBatch):
+        self.last = last
+
+    @staticmethod
+    def score(text: str) -> float:
+        tail = text.rsplit("####", 1)[-1]
+        parts = (text.count("<think>") == 1, text.count("</think>") == 1,
+                 text.count("####") == 1, bool(re.fullmatch(r"\s*-?\$?[\d,]*\.?\d+\s*", tail)))
+        return 0.25 * sum(parts)
+
+    def __call__(self, completions: list, **_: Any) -> list[float]:
+        values = [self.score(completion_text(c)) for c in completions]
+        self.last.rewards["tag_count"] = values
+        return values
+
+
+class StructureReward:
+    """Decompose every completion (batched), judge all step pairs (one batched call), score."""
+
+    __name__ = "structure"
+
+    def __init__(self, decomposer: Any, judge: Any, *, normalize: bool, last: LastBatch):
+        self.decomposer, self.judge, self.normalize, self.last = decomposer, judge, normalize, last
+        self.seconds = {"decompose": 0.0, "judge": 0.0}
+
+    def __call__(self, prompts: list, completions: list, teacher_steps: list[str],
+                 log_metric: Any = None, **_: Any) -> list[float]:
+        texts = [completion_text(c) for c in completions]
+        try:
+            start = time.perf_counter()
+            student = self.decomposer([DecomposeInput(prompt_question(p), think_text(t))
+                                       for p, t in zip(prompts, texts)])
+            decomposed = time.perf_counter()
+            teacher = [steps_from_json(s) for s in teacher_steps]
+            scores = structure_scores(teacher, student, self.judge, normalize=self.normalize)
+            judged = time.perf_counter()
+        except Exception:  # a broken decomposer or judge must not kill a long run
+            log.exception("structure reward failed for this batch; scoring it 0")
+            return [0.0] * len(completions)
+        self.seconds = {"decompose": decomposed - start, "judge": judged - decomposed}
+        if log_metric is not None:
+            log_metric("structure/decompose_s", self.seconds["decompose"])
+            log_metric("structure/judge_s", self.seconds["judge"])
+            log_metric("structure/student_steps", sum(map(len, student)) / max(len(student), 1))
+        values = [s.reward for s in scores]
+        self.last.rewards["structure"] = values
+        self.last.student_steps, self.last.teacher_steps, self.last.structure = student, teacher, scores
+        return values
+
+
+def build_reward_functions(weights: dict[str, float], *, last: LastBatch, decomposer: Any = None,
+                           judge: Any = None, normalize: bool = False
+                           ) -> tuple[list[Any], list[float]]:
+    """The reward callables and their weights, in matching order; accuracy first because it
+    starts a new LastBatch record for the batch."""
+    makers = {
+        "accuracy": lambda: AccuracyReward(last),
+        "format": lambda: FormatReward(last),
+        "tag_count": lambda: TagCountReward(last),
+        "structure": lambda: StructureReward(decomposer, judge, normalize=normalize, last=last),
+    }
+    if "accuracy" not in weights:
+        weights = {"accuracy": 0.0, **weights}  # logged (weight 0) so samples and metrics have it
+    names = sorted(weights, key=lambda n: n != "accuracy")
+    return [makers[n]() for n in names], [float(weights[n]) for n in names]

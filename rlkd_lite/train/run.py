@@ -1,0 +1,113 @@
+"""One training run, top to bottom: `run_training(config)` is what `rlkd-lite train` calls.
+
+    1. check the config and load the problems      (bad input fails here, before any model)
+    2. prepare the run directory                   (refuses to mix runs; `resume` continues one)
+    3. load the student: 4-bit base + LoRA `default` (+ frozen `gsrm` adapter)
+    4. sft:  supervised distillation on the teacher traces             -> train/sft.py
+       rlkd/grpo: decompose the teacher traces once (cached), build the rewards, run TRL's
+       GRPOTrainer (Unsloth's patched one on GPU)                       -> train/grpo.py
+    5. save the student adapter (safetensors) and a summary
+
+How this departs from the paper's setup: the GSRM is a LoRA adapter on the student's own base
+swapped in inside the reward function (the authors ran two separate 7B vLLM servers), the judge
+reads yes/no next-token probabilities in one batched forward pass instead of sampling text, and
+the student trains a LoRA adapter on a 4-bit base instead of full fine-tuning.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlkd_lite.console import console, status
+from rlkd_lite.data.problems import Problem, load_problems
+from rlkd_lite.errors import RlkdError
+from rlkd_lite.train.config import RunConfig
+from rlkd_lite.train.run_dir import RunDir
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    seconds: float
+    last_metrics: dict[str, Any]
+    gsrm_unchanged: bool | None
+    """True when the frozen gsrm adapter's weights are bit-identical after training."""
+
+
+def load_run_problems(config: RunConfig) -> list[Problem]:
+    problems = load_problems(config.data, subset=config.subset, seed=config.seed,
+                             teacher=config.teacher)
+    if not problems:
+        raise RlkdError(f"no problems in {config.data}")
+    missing = [p.id for p in problems if not p.reasoning and not p.steps]
+    if missing and config.method in ("rlkd", "sft"):
+        raise RlkdError(f"{config.method} needs a teacher trace per problem; none for "
+                        f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    return problems
+
+
+def run_training(config: RunConfig, *, resume: bool = False) -> RunResult:
+    config.validate()
+    problems = load_run_problems(config)
+    run = RunDir(Path(config.output_dir))
+    run.prepare(config.to_dict(), resume=resume)
+    checkpoint = run.last_checkpoint() if resume else None
+    if checkpoint is not None:
+        run.forget_after(int(checkpoint.name.split("-")[-1]))
+
+    from rlkd_lite.models.loading import GSRM_ADAPTER, LoraSettings, load_student
+
+    with status(f"loading {config.model} ({config.backend}, "
+                f"{'4-bit' if config.load_in_4bit else 'full precision'})"):
+        model, tokenizer = load_student(
+            config.model, backend=config.backend, max_seq_length=config.max_seq_length,
+            load_in_4bit=config.load_in_4bit, seed=config.seed, init_adapter=config.init_adapter,
+            gsrm_adapter=config.gsrm_adapter, trust_remote_code=config.trust_remote_code,
+            lora=LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout,
+                              tuple(config.lora_target_modules)))
+    fingerprint = None
+    if config.gsrm_adapter:
+        from rlkd_lite.models.adapters import adapter_state_fingerprint
+
+        fingerprint = adapter_state_fingerprint(model, GSRM_ADAPTER)
+
+    start = time.perf_counter()
+    if config.method == "sft":
+        from rlkd_lite.train.sft import build_sft_trainer
+
+        trainer, run_log = build_sft_trainer(config, model, tokenizer, problems, run)
+    else:
+        from rlkd_lite.train.grpo import build_grpo_trainer
+
+        trainer, run_log = build_grpo_trainer(config, model, tokenizer, problems, run)
+    if checkpoint is not None:
+        console.print(f"resuming from {checkpoint}")
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - start
+
+    save_student_adapter(model, run.adapter)
+    unchanged = None
+    if fingerprint is not None:
+        from rlkd_lite.models.adapters import adapter_state_fingerprint
+
+        unchanged = adapter_state_fingerprint(model, GSRM_ADAPTER) == fingerprint
+    return RunResult(run.path, trainer.state.global_step, seconds, run_log.latest, unchanged)
+
+
+def save_student_adapter(model: Any, out: Path) -> None:
+    """Only the student adapter, as safetensors, swapped into place in one rename."""
+    import shutil
+
+    from rlkd_lite.models.loading import STUDENT_ADAPTER
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), selected_adapters=[STUDENT_ADAPTER], safe_serialization=True)
+    old = out.with_name(out.name + ".old")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,94 @@
+"""The run directory: everything a run writes, in one place, written atomically.
+
+    RUN/config.yaml          resolved configuration (what `--dry-run` prints)
+    RUN/metrics.jsonl        one line per logged step: rewards, loss, step time, tokens/s
+    RUN/samples.jsonl        sample completions with their decomposition and structure score
+    RUN/checkpoints/         Trainer checkpoints (adapter + optimizer + state), every save_steps
+    RUN/cache/               teacher decompositions, keyed by content and decomposer
+    RUN/adapter/             the final student adapter (safetensors)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlkd_lite.data.jsonl import append_jsonl, write_text_atomic
+from rlkd_lite.errors import RlkdError
+
+# Fields that may differ between a run and its resumption without changing what is trained.
+RESUMABLE_CHANGES = {"max_steps", "save_steps", "logging_steps", "sample_every", "output_dir",
+                     "save_total_limit", "samples_per_log"}
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "samples.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def cache(self) -> Path:
+        return self.path / "cache"
+
+    @property
+    def adapter(self) -> Path:
+        return self.path / "adapter"
+
+    def last_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint (trainer_state.json is written last by the Trainer)."""
+        done = [p for p in self.checkpoints.glob("checkpoint-*")
+                if (p / "trainer_state.json").is_file() and p.name.split("-")[-1].isdigit()]
+        return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+    def prepare(self, config: dict[str, Any], *, resume: bool) -> None:
+        """Create the directory; refuse to mix two different runs in one directory."""
+        import yaml
+
+        if self.config.is_file():
+            previous = yaml.safe_load(self.config.read_text(encoding="utf-8")) or {}
+            if not resume and (self.last_checkpoint() or self.adapter.exists()):
+                raise RlkdError(f"{self.path} already holds a run; pass --resume to continue it "
+                                f"or choose another --output-dir")
+            changed = sorted(k for k in set(previous) | set(config)
+                             if previous.get(k) != config.get(k) and k not in RESUMABLE_CHANGES)
+            if resume and changed:
+                raise RlkdError(f"cannot resume {self.path}: the configuration changed in "
+                                f"{', '.join(changed)}")
+        elif resume:
+            raise RlkdError(f"nothing to resume in {self.path} (no config.yaml)")
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.config, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        append_jsonl(self.metrics, row)
+
+    def log_sample(self, row: dict[str, Any]) -> None:
+        append_jsonl(self.samples, row)
+
+    def forget_after(self, step: int) -> None:
+        """On resume, drop metric and sample lines logged after the checkpoint we restart from,
+        so the logs describe one consistent run."""
+        import json
+
+        from rlkd_lite.data.jsonl import write_jsonl_atomic
+
+        for path in (self.metrics, self.samples):
+            if path.is_file():
+                rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+                        if line.strip()]
+                write_jsonl_atomic(path, [r for r in rows if r.get("step", 0) <= step])

@@ -1,0 +1,50 @@
+"""The SFT baseline: plain supervised distillation on the teacher traces (TRL's SFTTrainer).
+
+The target is the teacher's reasoning in the student's answer format (`<think>…</think>` then
+`#### answer`), so that an SFT adapter can start a GRPO/RLKD run (`init_adapter`) and be scored
+by the same format and accuracy rewards. The loss covers the completion only.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from rlkd_lite.data.problems import Problem, problems_to_rows
+from rlkd_lite.models.loading import trainer_precision_args
+from rlkd_lite.train.callbacks import RunLogCallback, drop_printer, run_callbacks
+from rlkd_lite.train.config import RunConfig
+from rlkd_lite.train.rewards import render_target
+from rlkd_lite.train.run_dir import RunDir
+from rlkd_lite.structure.steps import render_steps
+
+
+def sft_rows(problems: list[Problem], system_prompt: str) -> list[dict]:
+    rows = problems_to_rows(problems, system_prompt)
+    return [{"prompt": row["prompt"],
+             "completion": [{"role": "assistant", "content": render_target(
+                 p.reasoning or render_steps(p.steps or []), p.answer)}]}
+            for row, p in zip(rows, problems)]
+
+
+def build_sft_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: list[Problem],
+                      run: RunDir) -> tuple[Any, RunLogCallback]:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(
+        output_dir=str(run.checkpoints), max_steps=config.max_steps,
+        num_train_epochs=config.num_train_epochs, learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type, warmup_ratio=config.warmup_ratio,
+        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_length=config.max_seq_length, completion_only_loss=True, seed=config.seed,
+        logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit, report_to=[], disable_tqdm=True,
+        **trainer_precision_args(config.backend))
+    run_log, callbacks = run_callbacks(run, None, config, "sft")
+    trainer = SFTTrainer(
+        model=model, processing_class=tokenizer, args=args,
+        train_dataset=Dataset.from_list(sft_rows(problems, config.system_prompt)),
+        callbacks=callbacks)
+    drop_printer(trainer)
+    return trainer, run_log

@@ -1,0 +1,47 @@
+"""Teacher traces are decomposed once per run, before training, and cached on disk.
+
+The cache key is the hash of the decomposer's identity and the trace text, so a changed trace
+or a different decomposer (or gsrm adapter) never reuses a stale decomposition.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from rlkd_lite.data.jsonl import append_jsonl
+from rlkd_lite.structure.decomposers import DecomposeInput
+from rlkd_lite.structure.steps import Step
+
+
+def cache_key(decomposer_id: str, question: str, reasoning: str) -> str:
+    payload = json.dumps([decomposer_id, question, reasoning], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def decompose_teachers(items: Sequence[DecomposeInput], decomposer: Callable,
+                       decomposer_id: str, cache_file: Path, batch_size: int = 64,
+                       on_batch: Callable[[int], None] | None = None) -> list[list[Step]]:
+    """Steps for each teacher trace, from the cache where present, else decomposed in batches
+    (each batch appended to the cache as it finishes, so an interrupted run keeps its work)."""
+    cached: dict[str, list[Step]] = {}
+    if cache_file.is_file():
+        for line in cache_file.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                cached[row["key"]] = [Step(**s) for s in row["steps"]]
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line from a crash: recompute that item
+    keys = [cache_key(decomposer_id, it.question, it.reasoning) for it in items]
+    todo = [i for i, k in enumerate(keys) if k not in cached]
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        results = decomposer([items[i] for i in batch])
+        for i, steps in zip(batch, results):
+            cached[keys[i]] = list(steps)
+            append_jsonl(cache_file, {"key": keys[i], "steps": [asdict(s) for s in steps]})
+        if on_batch:
+            on_batch(len(batch))
+    return [cached[k] for k in keys]
