@@ -1,0 +1,120 @@
+"""Adapter swapping on the tiny model: switching to gsrm and back must leave no trace."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rlkd_lite.models.adapters import add_frozen_adapter, adapter_state_fingerprint, use_adapter  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+PROMPT_IDS = [[151644, 872, 198, 6023, 151645, 198, 151644, 77091, 198]]
+
+
+def _grad_flags(model):
+    return {name: param.requires_grad for name, param in model.named_parameters()}
+
+
+def _modes(model):
+    return {name: module.training for name, module in model.named_modules()}
+
+
+def _logits(model):
+    return model(input_ids=torch.tensor(PROMPT_IDS)).logits
+
+
+def test_use_adapter_restores_adapter_grads_and_modes(tiny_peft_model):
+    model = tiny_peft_model
+    model.base_model.model.lm_head.eval()  # a mixed train/eval state must come back exactly
+    flags, modes = _grad_flags(model), _modes(model)
+    assert any(flags[n] for n in flags if ".default." in n)
+    assert not any(flags[n] for n in flags if ".gsrm." in n)
+
+    for name in ("gsrm", None, "default"):
+        with use_adapter(model, name):
+            assert not model.training
+            assert not torch.is_grad_enabled()
+            assert not any(_grad_flags(model).values())
+            if name is not None:
+                assert model.active_adapter == name
+        assert model.active_adapter == "default"
+        assert _grad_flags(model) == flags
+        assert _modes(model) == modes
+        assert torch.is_grad_enabled()
+
+
+def test_use_adapter_restores_after_an_error(tiny_peft_model):
+    flags = _grad_flags(tiny_peft_model)
+    with pytest.raises(RuntimeError, match="boom"), use_adapter(tiny_peft_model, "gsrm"):
+        raise RuntimeError("boom")
+    assert tiny_peft_model.active_adapter == "default"
+    assert _grad_flags(tiny_peft_model) == flags
+    assert tiny_peft_model.training
+
+
+def test_outputs_differ_between_adapters(tiny_peft_model, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    with use_adapter(tiny_peft_model, "default"):
+        student = _logits(tiny_peft_model)
+    with use_adapter(tiny_peft_model, "gsrm"):
+        gsrm = _logits(tiny_peft_model)
+    with use_adapter(tiny_peft_model, None):
+        bare = _logits(tiny_peft_model)
+    with torch.no_grad():
+        base = _logits(AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval())
+
+    assert not torch.allclose(student, gsrm)
+    assert not torch.allclose(student, bare)
+    assert not torch.allclose(gsrm, bare)
+    torch.testing.assert_close(bare, base)
+
+
+def test_gsrm_unchanged_by_student_training(tiny_peft_model):
+    model = tiny_peft_model
+    gsrm_before = adapter_state_fingerprint(model, "gsrm")
+    student_before = adapter_state_fingerprint(model, "default")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids = torch.tensor(PROMPT_IDS)
+    for _ in range(2):
+        loss = model(input_ids=ids, labels=ids).loss
+        with use_adapter(model, "gsrm"):  # as the reward function does between steps
+            _logits(model)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    assert adapter_state_fingerprint(model, "gsrm") == gsrm_before
+    assert adapter_state_fingerprint(model, "default") != student_before
+    assert all(p.grad is None for n, p in model.named_parameters() if ".gsrm." in n)
+
+
+def test_add_frozen_adapter_from_disk(tiny_peft_model, tiny_model_dir, tiny_lora_config, tmp_path):
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    tiny_peft_model.save_pretrained(tmp_path, selected_adapters=["gsrm"])
+    fresh = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_lora_config())
+    flags = _grad_flags(fresh)
+
+    add_frozen_adapter(fresh, "gsrm", tmp_path / "gsrm")
+
+    assert fresh.active_adapter == "default"
+    assert adapter_state_fingerprint(fresh, "gsrm") == adapter_state_fingerprint(tiny_peft_model, "gsrm")
+    new_flags = _grad_flags(fresh)
+    assert {n: f for n, f in new_flags.items() if n in flags} == flags
+    assert not any(f for n, f in new_flags.items() if ".gsrm." in n)
+
+
+def test_add_frozen_adapter_refuses_other_target_modules(tiny_peft_model, tiny_lora_config):
+    with pytest.raises(ValueError, match="same modules"):
+        add_frozen_adapter(tiny_peft_model, "other", tiny_lora_config(target_modules=["q_proj"]))
+    # target_modules None means "the student's"
+    add_frozen_adapter(tiny_peft_model, "copy", tiny_lora_config(target_modules=None))
+    assert tiny_peft_model.peft_config["copy"].target_modules == tiny_peft_model.peft_config["default"].target_modules
+
+
+def test_fingerprint_rejects_unknown_adapter(tiny_peft_model):
+    with pytest.raises(ValueError, match="no adapter"):
+        adapter_state_fingerprint(tiny_peft_model, "missing")
