@@ -82,19 +82,28 @@ class _Tokens:
     """Content tokens: words without stop words, numbers by value, operators."""
     numbers: frozenset[str]
     """The numbers alone, by value."""
+    expression: tuple[str, ...] | None
+    """For a bare arithmetic expression ("48 / 2"), all its tokens, sorted; else None."""
+
+
+_EXPRESSION_CHARACTERS = re.compile(r"[\d\s.,$%()+*/x×÷^=-]+")
 
 
 @functools.lru_cache(maxsize=1 << 17)
 def _tokens(text: str) -> _Tokens:
-    words, numbers = set(), set()
+    words, numbers, every = set(), set(), []
     for token in _TOKEN.findall(text.lower()):
         if token[0].isdigit() or token[0] == ".":
             token = _number_token(token)
             numbers.add(token)
         elif token in _STOP_WORDS:
             continue
-        words.add(_OPERATOR_SPELLINGS.get(token, token))
-    return _Tokens(frozenset(words), frozenset(numbers))
+        token = _OPERATOR_SPELLINGS.get(token, token)
+        words.add(token)
+        every.append(token)
+    bare = numbers and _EXPRESSION_CHARACTERS.fullmatch(text)
+    expression = tuple(sorted(every)) if bare else None
+    return _Tokens(frozenset(words), frozenset(numbers), expression)
 
 
 class LexicalJudge:
@@ -105,7 +114,10 @@ class LexicalJudge:
     value ("24", "24.0", "$24" and "1,200"/"1200" are the same token) and arithmetic operators
     ("x" and "×" read as "*", "÷" as "/"). For "answer" pairs where both sides contain numbers
     only the numbers are compared: the sets of values must be equal, so "$24" matches "24
-    dollars" and "24.0", but "24" does not match "25 dollars". Identical texts (after
+    dollars" and "24.0", but "24" does not match "25 dollars". Two bare arithmetic expressions
+    (the sub-problems of the rules decomposer) match only with the same numbers and operators,
+    in any order and spacing: "48 / 2" matches "48/2" but not "48*2", which token overlap
+    would pass (0.67) because the texts are so short. Identical texts (after
     normalisation) always match; a text with no content tokens matches only such a text.
     No unit conversion and no fraction evaluation ("1/2" is the tokens 1, /, 2).
     """
@@ -113,7 +125,8 @@ class LexicalJudge:
     DEFAULT_THRESHOLD = 0.5
     """Half the content tokens shared (as F1): paraphrases that name the same quantities and
     numbers pass ("Find the clips sold in May" vs "Natalia sold half as many clips in May" is
-    0.6), while steps about a different quantity share too little (typically < 0.4)."""
+    0.75), while steps about another quantity share too little ("In the first part the train
+    covers miles" vs "The average speed is miles per hour" is 0.22)."""
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD):
         if not 0.0 <= threshold <= 1.0:
@@ -122,23 +135,27 @@ class LexicalJudge:
 
     def similarity(self, teacher: str, student: str) -> float:
         """Dice coefficient of the two texts' content tokens, in [0, 1]."""
-        a, b = _tokens(teacher).words, _tokens(student).words
-        if not a or not b:
-            return float(a == b)
-        return 2 * len(a & b) / (len(a) + len(b))
+        return _dice(_tokens(teacher).words, _tokens(student).words)
 
     def same(self, pair: JudgePair) -> bool:
         """The verdict for one pair."""
         if pair.teacher == pair.student or _normalised(pair.teacher) == _normalised(pair.student):
             return True
-        if pair.kind == "answer":
-            a, b = _tokens(pair.teacher).numbers, _tokens(pair.student).numbers
-            if a and b:
-                return a == b
-        return self.similarity(pair.teacher, pair.student) >= self.threshold
+        teacher, student = _tokens(pair.teacher), _tokens(pair.student)
+        if pair.kind == "answer" and teacher.numbers and student.numbers:
+            return teacher.numbers == student.numbers
+        if teacher.expression is not None and student.expression is not None:
+            return teacher.expression == student.expression
+        return _dice(teacher.words, student.words) >= self.threshold
 
     def __call__(self, pairs: Sequence[JudgePair]) -> list[bool]:
         return [self.same(p) for p in pairs]
+
+
+def _dice(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a or not b:
+        return float(a == b)
+    return 2 * len(a & b) / (len(a) + len(b))
 
 
 JUDGE_NAMES = ("exact", "lexical", "llm")

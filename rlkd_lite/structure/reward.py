@@ -87,11 +87,11 @@ def _judge_all(judge: Judge, pairs: list[JudgePair]) -> list[bool] | None:
     try:
         verdicts = list(judge(pairs))
     except Exception:  # a reward must never crash training; the batch scores 0 instead
-        log.warning("structure judge failed on a batch of %d pairs; its items score 0",
+        log.warning("structure judge failed on a batch of %d pairs; every item of the batch scores 0",
                     len(pairs), exc_info=True)
         return None
     if len(verdicts) != len(pairs):
-        log.warning("structure judge returned %d verdicts for %d pairs; the batch scores 0",
+        log.warning("structure judge returned %d verdicts for %d pairs; every item of the batch scores 0",
                     len(verdicts), len(pairs))
         return None
     return verdicts

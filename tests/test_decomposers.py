@@ -1,0 +1,98 @@
+"""The model-free decomposers: rules (GSM8K-style), tagged, auto, and the registry."""
+from __future__ import annotations
+
+import pytest
+
+from rlkd_lite.errors import InputError
+from rlkd_lite.structure.decomposers import (
+    AutoDecomposer,
+    DecomposeInput,
+    RulesDecomposer,
+    TaggedDecomposer,
+    make_decomposer,
+)
+from rlkd_lite.structure.steps import Step, render_steps
+
+rules = RulesDecomposer().decompose
+
+
+def test_calculator_annotations_give_query_and_answer_and_meta_hides_the_result():
+    text = ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+            "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n"
+            "#### 72")
+    assert rules(text) == [Step("Natalia sold clips in May.", "48/2", "24"),
+                           Step("Natalia sold clips altogether in April and May.", "48+24", "72")]
+
+
+def test_dollar_signs_spelled_operators_and_bare_annotations():
+    text = ("Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\n"
+            "Working 50 minutes, she earned 0.2 x 50 = $<<0.2*50=10>>10.\n"
+            "Betty has <<100/2=50>>50 dollars.\n"
+            "#### 10")
+    assert rules(text) == [Step("Weng earns per minute.", "12/60", "0.2"),
+                           Step("Working 50 minutes, she earned.", "0.2*50", "10"),
+                           Step("Betty has dollars.", "100/2", "50")]
+
+
+def test_free_form_computations_and_stated_results():
+    text = ("Each apple costs 3 dollars, so she spends 5 x 3 = 15 dollars. "
+            "Then she gets 1,200 / 100 = 12 coupons.\n"
+            "The total number of items is 27.\n"
+            "The average is (60 + 40) / 2 = 50.")
+    assert rules(text) == [
+        Step("Each apple costs 3 dollars, so she spends dollars.", "5*3", "15"),
+        Step("Then she gets coupons.", "1200/100", "12"),
+        Step("The total number of items", "The total number of items", "27"),
+        Step("The average is.", "(60+40)/2", "50"),
+    ]
+
+
+def test_several_computations_in_one_sentence_are_several_steps():
+    text = "She has 5+3=<<5+3=8>>8 apples and 8*2=<<8*2=16>>16 pears."
+    assert rules(text) == [Step("She has", "5+3", "8"), Step("apples and pears.", "8*2", "16")]
+
+
+def test_lines_without_computations_go_into_the_next_meta_and_trailing_ones_are_dropped():
+    text = ("Let us think step by step.\n"
+            "There are 5 apples in a box.\n"
+            "So the boxes hold 4*5 = <<4*5=20>>20 apples.\n"
+            "That is a lot of apples.\n"
+            "So the answer is 20.")
+    assert rules(text) == [Step("Let us think step by step. There are 5 apples in a box. "
+                                "So the boxes hold apples.", "4*5", "20")]
+
+
+def test_final_answer_lines_and_think_blocks():
+    text = ("Question echo: 2+2 = 4\n<think>He buys 3*4 = 12 eggs.\nThe final answer is 12."
+            "</think>\n\\boxed{12}")
+    assert rules(text) == [Step("He buys eggs.", "3*4", "12")]
+    assert rules("He buys 3*4 = <<3*4=12>>12 eggs.\n#### 12\nAnd 1+1 = 2 afterwards.") == \
+        [Step("He buys eggs.", "3*4", "12")]
+
+
+@pytest.mark.parametrize("text", ["", "   \n\n", "No numbers here at all.", "There are 5 cats.",
+                                  "<<broken", "= = = 5", "#### 7", "<think></think>",
+                                  "x" * 10_000 + " 1 + 1 = 2"])
+def test_text_without_computations_or_junk_never_raises(text):
+    steps = rules(text)
+    assert isinstance(steps, list)
+    assert all(isinstance(s, Step) for s in steps)
+
+
+def test_tagged_and_auto_pick_the_right_reading():
+    tagged_steps = [Step("Find May's sales.", "48/2", "24")]
+    items = [DecomposeInput("q1", render_steps(tagged_steps)),
+             DecomposeInput("q2", "Natalia sold 48/2 = <<48/2=24>>24 clips in May."),
+             DecomposeInput("q3", "")]
+    assert TaggedDecomposer()(items) == [tagged_steps, [], []]
+    assert RulesDecomposer()(items)[1:] == [[Step("Natalia sold clips in May.", "48/2", "24")], []]
+    assert AutoDecomposer()(items) == [tagged_steps,
+                                       [Step("Natalia sold clips in May.", "48/2", "24")], []]
+
+
+def test_make_decomposer_builds_by_name_and_rejects_unknown_names():
+    assert isinstance(make_decomposer("rules"), RulesDecomposer)
+    assert isinstance(make_decomposer("tagged"), TaggedDecomposer)
+    assert isinstance(make_decomposer("auto"), AutoDecomposer)
+    with pytest.raises(InputError, match="unknown decomposer 'magic'.*auto, tagged, rules, gsrm"):
+        make_decomposer("magic")

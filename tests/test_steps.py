@@ -1,0 +1,78 @@
+"""The step format: rendering, tolerant parsing, think blocks."""
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rlkd_lite.structure.steps import Step, looks_tagged, parse_steps, render_steps, think_text
+
+TWO_STEPS = [Step("Find the clips sold in May.", "48/2", "24"),
+             Step("Add both months.", "48+24", "72")]
+
+
+def test_render_is_the_canonical_format():
+    assert render_steps(TWO_STEPS) == (
+        "[Meta-reasoning 1]: Find the clips sold in May.\n[Sub-problem 1]: 48/2\n[Answer 1]: 24\n"
+        "[Meta-reasoning 2]: Add both months.\n[Sub-problem 2]: 48+24\n[Answer 2]: 72"
+    )
+    assert render_steps([]) == ""
+
+
+# Parts as a parser sees them: stripped, no brackets (so no tag-like text), and not starting
+# with the closing-answer phrase the parser cuts.
+_part = st.text(st.characters(blacklist_characters="[]", blacklist_categories=("Cs",)), max_size=30) \
+    .map(str.strip).filter(lambda s: "final answer" not in s.lower() and "####" not in s
+                           and "<think>" not in s and "</think>" not in s)
+_step = st.builds(Step, _part, _part, _part).filter(lambda s: s.meta or s.query or s.answer)
+
+
+@given(st.lists(_step, max_size=6))
+def test_parse_reads_back_what_render_writes(steps):
+    assert parse_steps(render_steps(steps)) == steps
+
+
+def test_parse_accepts_the_authors_tags_any_case_spacing_and_missing_colons():
+    text = ("Let me decompose this.\n"
+            "[sub-think 1] find the total \n[QUERY 1]:   what is 2+3\n[answer 1]  5\n"
+            "[ Meat-reasoning 2 ]: then double it\n[Sub problem 2]: 5*2\n[Answer 2]: 10")
+    assert parse_steps(text) == [Step("find the total", "what is 2+3", "5"),
+                                 Step("then double it", "5*2", "10")]
+
+
+def test_parse_drops_the_closing_final_answer_from_the_last_answer():
+    text = "[Meta-reasoning 1]: m\n[Sub-problem 1]: q\n[Answer 1]: 72\nSo the final answer is 72."
+    assert parse_steps(text) == [Step("m", "q", "72")]
+    assert parse_steps("[Meta-reasoning 1]: m\n[Sub-problem 1]: q\n[Answer 1]: 72\n#### 72") == \
+        [Step("m", "q", "72")]
+
+
+def test_parse_gives_empty_parts_for_missing_tags_and_splits_on_tag_order():
+    # Indices are ignored: two sub-problems in a row are two steps, whatever their numbers.
+    text = "[Sub-problem 1]: q1\n[Answer 1]: a1\n[Sub-problem 1]: q2\n[Meta-reasoning 3]: m3"
+    assert parse_steps(text) == [Step("", "q1", "a1"), Step("", "q2", ""), Step("m3", "", "")]
+
+
+def test_parse_of_malformed_or_untagged_text_never_raises():
+    assert parse_steps("") == []
+    assert parse_steps("Natalia sold 48/2 = 24 clips.") == []
+    assert parse_steps("[Meta-reasoning 1]:\n[Sub-problem 1]:\n[Answer 1]:") == []  # all empty
+    assert parse_steps("[Answer 1]: 4 [Answer 2]: 5") == [Step("", "", "4"), Step("", "", "5")]
+    assert parse_steps("[Meta-reasoning 1: unclosed [Sub-problem 1]: q") == [Step("", "q", "")]
+
+
+def test_think_block_inside_counts_only():
+    assert think_text("prompt echo <think>reason</think> final") == "reason"
+    assert think_text("<think>cut off by the token limit") == "cut off by the token limit"
+    assert think_text("reasoning</think> answer") == "reasoning"  # template put <think> in the prompt
+    assert think_text("no block") == "no block"
+    tagged = "[Meta-reasoning 1]: outside\n[Sub-problem 1]: x\n[Answer 1]: 1"
+    inner = "[Meta-reasoning 1]: inside\n[Sub-problem 1]: y\n[Answer 1]: 2"
+    assert parse_steps(f"{tagged}<think>{inner}</think>{tagged}") == [Step("inside", "y", "2")]
+    assert parse_steps(f"<think>{inner}") == [Step("inside", "y", "2")]
+
+
+def test_looks_tagged():
+    assert looks_tagged(render_steps(TWO_STEPS))
+    assert looks_tagged("[sub-think 1]: x")
+    assert not looks_tagged("Natalia sold 48/2 = <<48/2=24>>24 clips in May.")
+    assert not looks_tagged("[Answer]: 5")  # an answer tag alone is not a step structure
