@@ -1,0 +1,104 @@
+"""Final answers: find the answer a text commits to, and compare answers by value.
+
+Used by the accuracy reward and by evaluation, so both agree on what counts as right.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+# A number as written in word-problem answers: optional minus and dollar sign, thousands
+# commas (only in groups of three, so "1,2,3" is three numbers), decimals (".5" too) and a
+# simple fraction "3/4". Not inside a word ("x2") or right after a decimal point.
+_DIGITS = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+_NUMBER = rf"(?<![\w.])(?:-\s?)?\$?\s?(?:{_DIGITS})(?:\s?/\s?\d+)?"
+_NUMBER_RE = re.compile(_NUMBER)
+_HASHES_RE = re.compile(r"####[ \t]*([^\n]*)")
+_ANSWER_PHRASE_RE = re.compile(
+    rf"\b(?:final\s+answer|answer)\s*(?:is|:|=)[\s:=*]*({_NUMBER})", re.IGNORECASE)
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_LATEX_FRACTION_RE = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_LATEX_TEXT_RE = re.compile(r"\\(?:text|mathrm|textbf)\s*\{([^{}]*)\}")
+_THINK_END = "</think>"
+
+
+def extract_final_answer(text: str) -> str | None:
+    """The final answer in `text`, cleaned ("$1,234." -> "1234"), or None if there is none.
+
+    Only the part after the last `</think>` is searched when there is one (the reasoning may
+    try answers it later drops). In order of trust: the last `#### N`, the last `\\boxed{N}`
+    (nested braces and `\\frac{a}{b}` allowed), the last "the answer is N" / "final answer:
+    N", else the last number. A `####` line or box with no number gives its text as written,
+    so non-numeric answers still compare as strings.
+    """
+    text = text.replace("\u2212", "-")  # a typeset minus sign
+    if _THINK_END in text:
+        text = text.rsplit(_THINK_END, 1)[1]
+    hashes = _HASHES_RE.findall(text)
+    if hashes:
+        return _number_or_text(hashes[-1])
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        return _number_or_text(_LATEX_TEXT_RE.sub(r"\1", _LATEX_FRACTION_RE.sub(r"\1/\2", boxed)))
+    phrases = _ANSWER_PHRASE_RE.findall(text)
+    if phrases:
+        return _clean(phrases[-1])
+    numbers = _NUMBER_RE.findall(text)
+    return _clean(numbers[-1]) if numbers else None
+
+
+def parse_number(text: str) -> float | None:
+    """The value of `text` if it is one number ("$1,234.50", "-3/4", "42."), else None."""
+    candidate = text.strip().replace("\u2212", "-").rstrip(".")
+    if not _NUMBER_RE.fullmatch(candidate):
+        return None
+    cleaned = _clean(candidate)
+    if "/" in cleaned:
+        numerator, denominator = cleaned.split("/")
+        return float(numerator) / float(denominator) if float(denominator) else None
+    return float(cleaned)
+
+
+def answers_match(predicted: str | None, gold: str) -> bool:
+    """Whether an extracted answer equals the gold one: by value when both are numbers
+    (relative tolerance 1e-6, so "0.75" == "3/4" == "0.750"), else as normalised strings."""
+    if predicted is None:
+        return False
+    predicted_value, gold_value = parse_number(predicted), parse_number(gold)
+    if predicted_value is not None and gold_value is not None:
+        # The tiny absolute tolerance only matters next to zero, where a relative one is exact.
+        return math.isclose(predicted_value, gold_value, rel_tol=1e-6, abs_tol=1e-12)
+    return _normalise(predicted) == _normalise(gold)
+
+
+def _clean(number: str) -> str:
+    """A matched number without dollar signs, thousands commas or spaces."""
+    return re.sub(r"[$,\s]", "", number)
+
+
+def _number_or_text(text: str) -> str | None:
+    """The last number in a marked answer, else the marked text itself (None if empty)."""
+    numbers = _NUMBER_RE.findall(text)
+    if numbers:
+        return _clean(numbers[-1])
+    return text.strip().rstrip(".").strip() or None
+
+
+def _last_boxed(text: str) -> str | None:
+    """The contents of the last `\\boxed{...}` whose braces close, nested braces included."""
+    contents = None
+    for match in _BOXED_RE.finditer(text):
+        depth = 1
+        for index in range(match.end(), len(text)):
+            if text[index] == "{":
+                depth += 1
+            elif text[index] == "}":
+                depth -= 1
+            if depth == 0:
+                contents = text[match.end():index]
+                break
+    return contents
+
+
+def _normalise(answer: str) -> str:
+    return " ".join(answer.casefold().split()).rstrip(".").strip()
