@@ -144,11 +144,11 @@ def pair_traces(teacher: TraceFile, student: TraceFile,
     """
     t_ids = any(t.id is not None for t in teacher.traces)
     s_ids = any(t.id is not None for t in student.traces)
-    if t_ids != s_ids:
+    if t_ids != s_ids and teacher.traces and student.traces:
         with_ids, without = (teacher, student) if t_ids else (student, teacher)
         raise InputError(f"{with_ids.path} has 'id' fields but {without.path} does not: give "
                          "both files ids, or neither (then records pair by line order)")
-    if not t_ids:
+    if not (t_ids or s_ids):
         if teacher.records != student.records:
             raise InputError(f"{teacher.path} has {teacher.records} records but {student.path} "
                              f"has {student.records}; without ids, records pair by line order")

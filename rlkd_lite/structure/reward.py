@@ -112,7 +112,7 @@ def _step_rewards(verdicts: list[bool]) -> list[float]:
 
 def _score(step_rewards: list[float], teacher_steps: int, student_steps: int,
            normalize: bool) -> StructureScore:
-    total = sum(step_rewards)
+    total = float(sum(step_rewards))
     if normalize and teacher_steps:
         total /= teacher_steps
     if not step_rewards:
