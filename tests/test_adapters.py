@@ -5,7 +5,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rlkd_lite.models.adapters import add_frozen_adapter, adapter_state_fingerprint, use_adapter  # noqa: E402
+from rlkd_lite.models.adapters import (  # noqa: E402
+    adapter_state_fingerprint,
+    add_frozen_adapter,
+    use_adapter,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +105,8 @@ def test_add_frozen_adapter_from_disk(tiny_peft_model, tiny_model_dir, tiny_lora
     add_frozen_adapter(fresh, "gsrm", tmp_path / "gsrm")
 
     assert fresh.active_adapter == "default"
-    assert adapter_state_fingerprint(fresh, "gsrm") == adapter_state_fingerprint(tiny_peft_model, "gsrm")
+    saved = adapter_state_fingerprint(tiny_peft_model, "gsrm")
+    assert adapter_state_fingerprint(fresh, "gsrm") == saved
     new_flags = _grad_flags(fresh)
     assert {n: f for n, f in new_flags.items() if n in flags} == flags
     assert not any(f for n, f in new_flags.items() if ".gsrm." in n)
@@ -112,7 +117,8 @@ def test_add_frozen_adapter_refuses_other_target_modules(tiny_peft_model, tiny_l
         add_frozen_adapter(tiny_peft_model, "other", tiny_lora_config(target_modules=["q_proj"]))
     # target_modules None means "the student's"
     add_frozen_adapter(tiny_peft_model, "copy", tiny_lora_config(target_modules=None))
-    assert tiny_peft_model.peft_config["copy"].target_modules == tiny_peft_model.peft_config["default"].target_modules
+    configs = tiny_peft_model.peft_config
+    assert configs["copy"].target_modules == configs["default"].target_modules
 
 
 def test_fingerprint_rejects_unknown_adapter(tiny_peft_model):

@@ -1,4 +1,4 @@
-"""The tiny random Qwen2 that model tests run on: loads offline the normal way, chats like Qwen2.5."""
+"""The tiny random Qwen2 that model tests run on: loads offline, chats like Qwen2.5."""
 from __future__ import annotations
 
 import pytest
@@ -27,8 +27,8 @@ def test_tiny_model_loads_and_generates_offline(tiny_model_dir, tiny_tokenizer):
     ids = tiny_tokenizer(prompt, return_tensors="pt")
     out = model.generate(**ids, max_new_tokens=4, do_sample=False)
     assert out.shape == (1, ids["input_ids"].shape[1] + 4)  # random weights never stop early
-    eos = model.generation_config.eos_token_id
-    assert set(eos) == {tiny_tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+    end_tokens = {tiny_tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+    assert set(model.generation_config.eos_token_id) == end_tokens
 
 
 def test_shape_parameters(tmp_path):

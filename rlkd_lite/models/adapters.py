@@ -79,7 +79,8 @@ def add_frozen_adapter(
     if isinstance(source, LoraConfig):
         config = source
         if config.target_modules is None:
-            config = dataclasses.replace(config, target_modules=model.peft_config[like].target_modules)
+            config = dataclasses.replace(
+                config, target_modules=model.peft_config[like].target_modules)
     else:
         config = LoraConfig.from_pretrained(os.fspath(source))
     _check_same_targets(model, name, config, like)

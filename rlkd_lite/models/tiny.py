@@ -98,7 +98,7 @@ def build_tiny_qwen2(
     torch.manual_seed(seed)
     with torch.device(device):
         model = Qwen2ForCausalLM(config).to(getattr(torch, dtype))
-    # Like Qwen2.5-Instruct's: stop at either end token; no sampling defaults, so greedy stays greedy.
+    # Like Qwen2.5-Instruct's: stop at either end token. No sampling defaults: greedy stays greedy.
     model.generation_config = GenerationConfig(
         bos_token_id=end_of_text, eos_token_id=[end_of_turn, end_of_text], pad_token_id=end_of_text
     )

@@ -1,0 +1,209 @@
+"""The model-backed judge and decomposer on the tiny random Qwen2.
+
+Its outputs are garbage, so these tests check mechanics: batching, order, one forward pass per
+judge batch, generation limits, adapter switching without side effects.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rlkd_lite.models.adapters import add_frozen_adapter, adapter_state_fingerprint  # noqa: E402
+from rlkd_lite.structure.decomposers import DecomposeInput  # noqa: E402
+from rlkd_lite.structure.judges import JudgePair  # noqa: E402
+from rlkd_lite.structure.llm import (  # noqa: E402
+    DECOMPOSE_EXAMPLES,
+    GSRMDecomposer,
+    LLMJudge,
+    _StepLimit,
+    decomposition_messages,
+)
+from rlkd_lite.structure.steps import Step, parse_steps, render_steps  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+PAIRS = [
+    JudgePair("problem", "How many muffins are 3/4 of 24?", "What is three quarters of 24?"),
+    JudgePair("answer", "18", "18 muffins"),
+    JudgePair("problem", "First find the weekday distance.", "Start with the weekend."),
+    JudgePair("answer", "25 km", "24"),
+    JudgePair("problem", "How far does Tom walk in a week, counting every day of it?", "x"),
+    JudgePair("answer", "", "4"),
+    JudgePair("problem", "Next the gift comes out of what remains.", "The gift is subtracted."),
+]
+ITEMS = [
+    DecomposeInput("What is 2 + 3?", "2 + 3 = 5. The answer is 5."),
+    DecomposeInput("Ann has 4 apples and buys 6 more. How many now?", "4 + 6 = 10 apples."),
+    DecomposeInput("Half of 30?", "30 / 2 = 15."),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+
+
+@pytest.fixture
+def forward_calls(tiny_model):
+    """The list that gets one entry per forward pass of `tiny_model` during the test."""
+    calls = []
+    hook = tiny_model.register_forward_hook(lambda module, args, output: calls.append(1))
+    yield calls
+    hook.remove()
+
+
+def _adapter_state(model):
+    return (model.active_adapter, model.training,
+            {n: p.requires_grad for n, p in model.named_parameters()},
+            adapter_state_fingerprint(model, "default"))
+
+
+# --- judge -----------------------------------------------------------------------------------
+
+def test_judge_scores_pairs_in_order_one_forward_per_batch(tiny_model, tiny_tokenizer,
+                                                            forward_calls):
+    judge = LLMJudge(tiny_model, tiny_tokenizer, batch_size=3)
+
+    scores = judge.scores(PAIRS)
+    assert len(forward_calls) == math.ceil(len(PAIRS) / 3)
+    assert len(scores) == len(PAIRS) and all(0.0 <= s <= 1.0 for s in scores)
+    assert judge(PAIRS) == [s > 0.5 for s in scores]
+    assert judge([]) == [] and judge.scores([]) == []
+
+    reversed_scores = judge.scores(PAIRS[::-1])
+    assert reversed_scores == pytest.approx(scores[::-1], abs=1e-5)
+
+
+def test_judge_batching_does_not_change_scores(tiny_model, tiny_tokenizer):
+    one_by_one = LLMJudge(tiny_model, tiny_tokenizer, batch_size=1).scores(PAIRS)
+    all_at_once = LLMJudge(tiny_model, tiny_tokenizer, batch_size=64).scores(PAIRS)
+    assert all_at_once == pytest.approx(one_by_one, abs=1e-5)
+
+
+def test_judge_reads_single_token_yes_and_no(tiny_tokenizer, tiny_model):
+    judge = LLMJudge(tiny_model, tiny_tokenizer)
+    assert len(judge.yes_ids) == 4 and len(judge.no_ids) == 4
+    assert {tiny_tokenizer.decode([i]).strip().lower() for i in judge.yes_ids} == {"yes"}
+    assert {tiny_tokenizer.decode([i]).strip().lower() for i in judge.no_ids} == {"no"}
+
+
+@pytest.fixture
+def student_with_saved_gsrm(tiny_peft_model, tiny_model_dir, tiny_lora_config, tmp_path):
+    """A student whose gsrm adapter was saved to disk and loaded back by name."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    tiny_peft_model.save_pretrained(tmp_path, selected_adapters=["gsrm"])
+    student = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                             tiny_lora_config())
+    add_frozen_adapter(student, "gsrm", tmp_path / "gsrm")
+    student.train()
+    return student
+
+
+def test_judge_with_gsrm_adapter_leaves_student_untouched(student_with_saved_gsrm, tiny_tokenizer):
+    model = student_with_saved_gsrm
+    before = _adapter_state(model)
+
+    with_gsrm = LLMJudge(model, tiny_tokenizer, adapter="gsrm").scores(PAIRS)
+    bare = LLMJudge(model, tiny_tokenizer, adapter=None).scores(PAIRS)
+
+    assert with_gsrm != pytest.approx(bare, abs=1e-4)
+    assert _adapter_state(model) == before
+
+
+# --- decomposer ------------------------------------------------------------------------------
+
+def test_decomposer_returns_steps_per_item_in_order(tiny_model, tiny_tokenizer):
+    decomposer = GSRMDecomposer(tiny_model, tiny_tokenizer, batch_size=2, max_new_tokens=8)
+    results = decomposer(ITEMS)
+    assert len(results) == len(ITEMS)
+    assert all(isinstance(steps, list) and all(isinstance(s, Step) for s in steps)
+               for steps in results)
+    assert decomposer([]) == []
+
+    texts = decomposer.completions(ITEMS)
+    assert decomposer.completions(ITEMS[::-1]) == texts[::-1]
+    one_by_one = GSRMDecomposer(tiny_model, tiny_tokenizer, batch_size=1, max_new_tokens=8)
+    assert one_by_one.completions(ITEMS) == texts
+
+
+def test_decomposer_respects_max_new_tokens(tiny_model, tiny_tokenizer, monkeypatch):
+    new_token_counts = []
+    generate = tiny_model.generate
+
+    def spying_generate(*args, **kwargs):
+        output = generate(*args, **kwargs)
+        new_token_counts.append(output.shape[1] - kwargs["input_ids"].shape[1])
+        return output
+
+    monkeypatch.setattr(tiny_model, "generate", spying_generate)
+    GSRMDecomposer(tiny_model, tiny_tokenizer, batch_size=2, max_new_tokens=5)(ITEMS)
+    assert len(new_token_counts) == 2
+    assert all(0 < n <= 5 for n in new_token_counts)
+
+
+def test_decomposer_with_gsrm_adapter_leaves_student_untouched(student_with_saved_gsrm,
+                                                               tiny_tokenizer):
+    model = student_with_saved_gsrm
+    before = _adapter_state(model)
+    decomposer = GSRMDecomposer(model, tiny_tokenizer, adapter="gsrm", max_new_tokens=4)
+    assert not decomposer.few_shot  # a trained adapter runs on its zero-shot training prompt
+    assert len(decomposer(ITEMS)) == len(ITEMS)
+    assert _adapter_state(model) == before
+
+
+def test_max_steps_keeps_first_steps_per_item(tiny_model, tiny_tokenizer, monkeypatch):
+    three_steps = render_steps([Step(f"m{i}", f"q{i}", f"a{i}") for i in (1, 2, 3)])
+    decomposer = GSRMDecomposer(tiny_model, tiny_tokenizer, max_steps=2)
+    monkeypatch.setattr(decomposer, "completions",
+                        lambda items, max_steps=None: [three_steps] * len(items))
+    assert [len(s) for s in decomposer(ITEMS)] == [2, 2, 2]
+    assert [len(s) for s in decomposer(ITEMS, max_steps=[1, None, 5])] == [1, 3, 3]
+    with pytest.raises(ValueError, match="limits"):
+        decomposer(ITEMS, max_steps=[1])
+
+
+def test_step_limit_stops_when_a_step_past_the_limit_has_a_line(tiny_tokenizer):
+    prompt = [151644, 77091, 198]  # "<|im_start|>assistant\n"
+    text = render_steps([Step(f"meta {i}", f"query {i}", f"answer {i}") for i in (1, 2, 3)])
+    output = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
+    criterion = _StepLimit(tiny_tokenizer, [2, None], prompt_length=len(prompt))
+
+    first_stop = None
+    for end in range(1, len(output) + 1):
+        row = prompt + output[:end]
+        done = criterion(torch.tensor([row, row]), scores=None)
+        assert not done[1]  # no limit, never stopped
+        if done[0]:
+            first_stop = end
+            break
+    assert first_stop is not None
+    so_far = tiny_tokenizer.decode(output[:first_stop])
+    assert so_far.endswith("[Meta-reasoning 3]: meta 3\n")
+    assert len(parse_steps(so_far)) == 3
+
+
+# --- prompts ---------------------------------------------------------------------------------
+
+def test_decomposition_prompts():
+    zero_shot = decomposition_messages("Q?", "R.", few_shot=False)
+    assert [m["role"] for m in zero_shot] == ["system", "user"]
+    assert "Q?" in zero_shot[-1]["content"] and "R." in zero_shot[-1]["content"]
+
+    few_shot = decomposition_messages("Q?", "R.", few_shot=True)
+    assert [m["role"] for m in few_shot] == ["system"] + ["user", "assistant"] * 2 + ["user"]
+    assert few_shot[0] == zero_shot[0] and few_shot[-1] == zero_shot[-1]
+    replies = [m["content"] for m in few_shot if m["role"] == "assistant"]
+    assert [parse_steps(r) for r in replies] == [list(e[2]) for e in DECOMPOSE_EXAMPLES]
+
+
+def test_few_shot_is_the_default_without_adapter(tiny_model, tiny_tokenizer):
+    assert GSRMDecomposer(tiny_model, tiny_tokenizer).few_shot
+    assert not GSRMDecomposer(tiny_model, tiny_tokenizer, adapter="gsrm").few_shot
+    assert GSRMDecomposer(tiny_model, tiny_tokenizer, adapter="gsrm", few_shot=True).few_shot
