@@ -20,7 +20,6 @@ import itertools
 import json
 import os
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from rlkd_lite.data.jsonl import _json_type, read_jsonl, write_jsonl_atomic

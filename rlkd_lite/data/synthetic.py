@@ -235,7 +235,8 @@ def _wages(rng: random.Random, solution: _Solution) -> str:
     question = (f"{person.name} works as a {rng.choice(_JOBS)} and earns ${rate} an hour. "
                 f"{person.Subject} works {hours} hours a day, {days} days a week.")
     if bonus:
-        solution.calc(earned, "+", bonus, line=f"With the bonus {person.subject} gets {CALC} dollars.",
+        solution.calc(earned, "+", bonus,
+                      line=f"With the bonus {person.subject} gets {CALC} dollars.",
                       meta="The bonus comes on top of the wages, so add it.",
                       query=f"What is ${earned} plus a ${bonus} bonus?")
         question += f" At the end of {period} {person.subject} also gets a ${bonus} bonus."
@@ -388,7 +389,8 @@ def _ages(rng: random.Random, solution: _Solution) -> str:
     return question + f" What will the sum of their ages be in {years} years?"
 
 
-_SALE_ITEMS = (("jacket", "jackets", "clothing store"), ("pair of boots", "pairs of boots", "shoe shop"),
+_SALE_ITEMS = (("jacket", "jackets", "clothing store"),
+               ("pair of boots", "pairs of boots", "shoe shop"),
                ("backpack", "backpacks", "outdoor shop"), ("lamp", "lamps", "furniture store"),
                ("blender", "blenders", "kitchen store"), ("helmet", "helmets", "bike shop"))
 
@@ -568,13 +570,13 @@ _STOCK = (("bookstore", "boxes", "notebooks"), ("florist", "buckets", "roses"),
 def _stock(rng: random.Random, solution: _Solution) -> str:
     store, container, goods = rng.choice(_STOCK)
     containers, per_container, multiple = rng.randint(4, 20), rng.randint(10, 50), rng.randint(2, 3)
-    stocked = containers * per_container
-    monday = rng.randint(5, min(40, stocked // (multiple + 1)))
+    # Monday and Tuesday together never sell more than arrived.
+    monday = rng.randint(5, min(40, containers * per_container // (multiple + 1)))
     question = (f"A {store} receives {containers} {container} with {per_container} {goods} in "
                 f"each. On Monday it sells {monday} {goods}, and on Tuesday it sells "
                 f"{_times(multiple)} as many as on Monday.")
-    sells_left = rng.random() < 0.5
-    if sells_left:
+    asks_left = rng.random() < 0.5
+    if asks_left:
         stocked = solution.calc(
             containers, "*", per_container, line=f"The {store} has {CALC} {goods}.",
             meta=f"Start from how many {goods} arrived in all.",
@@ -587,7 +589,7 @@ def _stock(rng: random.Random, solution: _Solution) -> str:
         monday, "+", tuesday, line=f"Over the two days it sells {CALC} {goods}.",
         meta="Both days' sales together are what left the shelves.",
         query=f"What is {monday} + {tuesday}?")
-    if not sells_left:
+    if not asks_left:
         return question + f" How many {goods} does it sell over the two days?"
     solution.calc(stocked, "-", sold, line=f"There are {CALC} {goods} left.",
                   meta="What remains is the stock minus what was sold.",

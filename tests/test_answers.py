@@ -1,0 +1,80 @@
+"""Final-answer extraction and comparison by value."""
+from __future__ import annotations
+
+import pytest
+
+from rlkd_lite.data.answers import answers_match, extract_final_answer, parse_number
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # GSM8K's own marker wins over everything else.
+    ("She has 48/2 = <<48/2=24>>24 left.\n#### 24", "24"),
+    ("#### $1,234.", "1234"),
+    ("The answer is 5.\n#### 7", "7"),
+    ("#### 3\nlater #### 4", "4"),
+    # \boxed, with nested braces and LaTeX fractions/text.
+    (r"So the total is \boxed{42}.", "42"),
+    (r"\boxed{\frac{3}{4}}", "3/4"),
+    (r"\boxed{x = {5}} and then 9", "5"),
+    (r"\boxed{18 \text{ dollars}}", "18"),
+    (r"first \boxed{1} then \boxed{2}", "2"),
+    (r"The answer is 3. \boxed{6}", "6"),
+    # Answer phrases.
+    ("The answer is 72.", "72"),
+    ("So the final answer is $1,000.", "1000"),
+    ("Final Answer: **-12.5**", "-12.5"),
+    ("The answer is 8, not the 10 we had before", "8"),
+    ("answer: 3/4 of the cake, 12 slices", "3/4"),
+    # Otherwise the last number.
+    ("5 apples and 3 pears make 8", "8"),
+    ("We get 5-3 = 2", "2"),
+    ("it is -7 degrees", "-7"),
+    ("it costs $2,500.50.", "2500.50"),
+    ("values 1,2,3", "3"),
+    ("a typeset minus \u22124", "-4"),
+    ("about 0.25 of it", "0.25"),
+    # Only what follows the reasoning counts when there is a think block.
+    ("<think>Maybe 10? #### 10</think>\nIt is 12.", "12"),
+    ("<think>lots of 3 and 4</think>The answer is 9", "9"),
+    ("<think>#### 10</think>", None),
+    ("no number here", None),
+    ("", None),
+    (r"\boxed{yes}", "yes"),
+    ("#### forty", "forty"),
+])
+def test_extract_final_answer(text, expected):
+    assert extract_final_answer(text) == expected
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("42", 42.0), (" $1,234.50 ", 1234.5), ("-3/4", -0.75), ("72.", 72.0), (".5", 0.5),
+    ("-$5", -5.0), ("1/0", None), ("12 apples", None), ("", None), ("1,2", None),
+    ("forty", None),
+])
+def test_parse_number(text, value):
+    assert parse_number(text) == value
+
+
+@pytest.mark.parametrize(("predicted", "gold", "match"), [
+    ("72", "72", True),
+    ("72.0", "72", True),
+    ("0.75", "3/4", True),
+    ("1234", "1,234", True),
+    ("$18", "18", True),
+    ("1000000.5", "1000000", True),   # within 1e-6 relative
+    ("1000002", "1000000", False),    # beyond it
+    ("0", "0", True),
+    ("-5", "5", False),
+    ("71", "72", False),
+    ("Yes.", "yes", True),            # non-numeric: normalised strings
+    ("no", "yes", False),
+    ("forty", "40", False),
+    (None, "72", False),
+])
+def test_answers_match(predicted, gold, match):
+    assert answers_match(predicted, gold) is match
+
+
+def test_extraction_then_match_on_a_completion():
+    completion = "<think>12*3 = 36 dollars, plus 4</think>\nShe pays $40.00 in total."
+    assert answers_match(extract_final_answer(completion), "40")
