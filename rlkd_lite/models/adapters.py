@@ -76,6 +76,8 @@ def add_frozen_adapter(
     """
     from peft import LoraConfig
 
+    if like not in model.peft_config:
+        raise ValueError(f"model has no adapter {like!r} to take target modules from")
     if isinstance(source, LoraConfig):
         config = source
         if config.target_modules is None:
@@ -95,8 +97,6 @@ def add_frozen_adapter(
 
 
 def _check_same_targets(model: PeftModel, name: str, config: LoraConfig, like: str) -> None:
-    if like not in model.peft_config:
-        raise ValueError(f"model has no adapter {like!r} to take target modules from")
     wanted, got = _target_modules(model.peft_config[like]), _target_modules(config)
     if wanted != got:
         raise ValueError(
