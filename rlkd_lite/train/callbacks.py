@@ -12,6 +12,35 @@ from rlkd_lite.train.rewards import LastBatch
 from rlkd_lite.train.run_dir import RunDir
 
 
+class StageClock:
+    """Seconds spent per stage since the last `take()`: generation and reward scoring are timed
+    by wrapping the trainer's own methods (TRL's, and Unsloth's rewrite keeps their names)."""
+
+    STAGES = {"generate_s": "_generate_single_turn", "rewards_s": "_calculate_rewards"}
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.STAGES, 0.0)
+
+    def attach(self, trainer: Any) -> None:
+        for stage, method in self.STAGES.items():
+            original = getattr(trainer, method, None)
+            if original is not None:
+                setattr(trainer, method, self._timed(stage, original))
+
+    def _timed(self, stage: str, function: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[stage] += time.perf_counter() - start
+        return timed
+
+    def take(self) -> dict[str, float]:
+        taken, self.seconds = self.seconds, dict.fromkeys(self.STAGES, 0.0)
+        return taken
+
+
 class RunLogCallback(TrainerCallback):
     """Writes metrics.jsonl (every log) and samples.jsonl (every `sample_every` steps).
 
@@ -26,6 +55,8 @@ class RunLogCallback(TrainerCallback):
         self.sample_every, self.samples_per_log = sample_every, samples_per_log
         self._step_start = time.perf_counter()
         self.step_seconds = 0.0
+        self.stages: dict[str, float] = {}
+        self.clock = StageClock()
         self.latest: dict[str, Any] = {}
 
     def on_step_begin(self, args, state, control, **kwargs):
@@ -33,6 +64,7 @@ class RunLogCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step_seconds = time.perf_counter() - self._step_start
+        self.stages = self.clock.take()
         if self.last is not None and self.last.completions and (
                 state.global_step % self.sample_every == 0 or state.global_step == 1):
             self._write_samples(state.global_step)
@@ -42,6 +74,8 @@ class RunLogCallback(TrainerCallback):
         if "train_runtime" in logs:  # the end-of-training summary, not a step
             return
         row: dict[str, Any] = {"step": state.global_step, "step_time_s": round(self.step_seconds, 4)}
+        if any(self.stages.values()):
+            row.update({k: round(v, 4) for k, v in self.stages.items()})
         for key, value in logs.items():
             if key.startswith("rewards/") and key.endswith("/mean"):
                 row[key[len("rewards/"):-len("/mean")]] = value

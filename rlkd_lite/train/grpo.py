@@ -42,8 +42,9 @@ def build_structure_parts(config: RunConfig, model: Any, tokenizer: Any) -> tupl
 
 def teacher_steps_json(problems: list[Problem], decomposer: Any, decomposer_id: str,
                        run: RunDir, batch_size: int) -> list[str]:
-    """Given steps are used as they are; free-form traces are decomposed once and cached."""
-    todo = [p for p in problems if not p.steps]
+    """Teacher traces go through the same decomposer as the student's rollouts (so both sides
+    are segmented alike), once, cached; given steps are used only where there is no text."""
+    todo = [p for p in problems if p.reasoning]
     decomposed = {}
     if todo:
         with status(f"decomposing {len(todo)} teacher traces ({decomposer_id})"):
@@ -55,7 +56,7 @@ def teacher_steps_json(problems: list[Problem], decomposer: Any, decomposer_id: 
         if empty:
             console.print(f"[yellow]warning:[/] {empty} of {len(todo)} teacher traces gave no "
                           f"steps; their structure reward is always 0")
-    return [steps_to_json(p.steps if p.steps else decomposed[p.id]) for p in problems]
+    return [steps_to_json(decomposed[p.id] if p.reasoning else p.steps or []) for p in problems]
 
 
 def drop_long_prompts(rows: list[dict], tokenizer: Any, limit: int) -> list[dict]:
@@ -74,7 +75,7 @@ def grpo_args(config: RunConfig, run: RunDir, weights: list[float]) -> Any:
     return GRPOConfig(
         output_dir=str(run.checkpoints), max_steps=config.max_steps,
         learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
-        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio, weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -110,4 +111,5 @@ def build_grpo_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: 
         args=grpo_args(config, run, reward_weights), train_dataset=Dataset.from_list(rows),
         callbacks=callbacks)
     drop_printer(trainer)
+    run_log.clock.attach(trainer)
     return trainer, run_log

@@ -33,7 +33,7 @@ def build_sft_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: l
     args = SFTConfig(
         output_dir=str(run.checkpoints), max_steps=config.max_steps,
         num_train_epochs=config.num_train_epochs, learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler_type, warmup_ratio=config.warmup_ratio,
+        lr_scheduler_type=config.lr_scheduler_type, warmup_steps=config.warmup_ratio,
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,

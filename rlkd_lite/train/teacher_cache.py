@@ -34,6 +34,7 @@ def decompose_teachers(items: Sequence[DecomposeInput], decomposer: Callable,
                 cached[row["key"]] = [Step(**s) for s in row["steps"]]
             except (ValueError, KeyError, TypeError):
                 continue  # a torn last line from a crash: recompute that item
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
     keys = [cache_key(decomposer_id, it.question, it.reasoning) for it in items]
     todo = [i for i, k in enumerate(keys) if k not in cached]
     for start in range(0, len(todo), batch_size):

@@ -1,0 +1,73 @@
+"""`rlkd-lite train`: a recipe, CLI overrides, one call into rlkd_lite.train.run."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rlkd_lite.cli import app
+from rlkd_lite.cli._common import console, user_errors
+
+DEFAULT_RECIPE = "rlkd-qwen2.5-1.5b-gsm8k"
+
+
+@app.command()
+def train(
+    recipe: str = typer.Option(DEFAULT_RECIPE, help="Recipe name in recipes/ or a YAML path. "
+                               "Use tiny-cpu for the offline CPU demo."),
+    model: Optional[str] = typer.Option(None, help="Model alias (qwen2.5-0.5b/1.5b/3b/7b, "
+                                        "smollm2-135m), local path or Hub repo id."),
+    data: Optional[str] = typer.Option(None, help="synthetic, gsm8k-subset, or a problems JSONL."),
+    teacher: Optional[str] = typer.Option(None, help="JSONL of teacher traces, paired by id."),
+    subset: Optional[int] = typer.Option(None, help="Use the first N problems."),
+    method: Optional[str] = typer.Option(None, help="rlkd, grpo (outcome rewards only) or sft."),
+    backend: Optional[str] = typer.Option(None, help="unsloth or hf (transformers+PEFT)."),
+    decomposer: Optional[str] = typer.Option(None, help="gsrm, rules or tagged."),
+    judge: Optional[str] = typer.Option(None, help="llm, lexical or exact."),
+    gsrm_adapter: Optional[str] = typer.Option(None, help="Trained gsrm adapter directory."),
+    init_adapter: Optional[str] = typer.Option(None, help="Start the student from this adapter "
+                                               "or run directory (e.g. an SFT run)."),
+    output_dir: Optional[str] = typer.Option(None, help="Run directory."),
+    max_steps: Optional[int] = typer.Option(None, help="Optimizer steps."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    set_: list[str] = typer.Option([], "--set", help="Override any recipe field: FIELD=VALUE "
+                                   "(repeatable; values parsed as YAML)."),
+    resume: bool = typer.Option(False, help="Continue the run in --output-dir from its last "
+                                "checkpoint."),
+    dry_run: bool = typer.Option(False, help="Print the resolved configuration and exit."),
+) -> None:
+    """Train a student with RLKD (or the grpo / sft baselines) from a recipe."""
+    with user_errors():
+        from rlkd_lite.train.config import load_config, parse_set_overrides
+
+        overrides = parse_set_overrides(set_)
+        overrides.update({k: v for k, v in {
+            "model": model, "data": data, "teacher": teacher, "subset": subset,
+            "method": method, "backend": backend, "decomposer": decomposer, "judge": judge,
+            "gsrm_adapter": gsrm_adapter, "init_adapter": init_adapter,
+            "output_dir": output_dir, "max_steps": max_steps, "seed": seed}.items()
+            if v is not None})
+        config = load_config(recipe, overrides)
+        if dry_run:
+            import yaml
+
+            console.print(yaml.safe_dump(config.to_dict(), sort_keys=False), highlight=False,
+                          markup=False)
+            return
+        from rlkd_lite.train.run import run_training
+
+        result = run_training(config, resume=resume)
+    from rich.table import Table
+
+    table = Table(title=f"{config.method} run finished", show_header=False)
+    table.add_row("run directory", str(result.run_dir))
+    table.add_row("adapter", str(Path(result.run_dir) / "adapter"))
+    table.add_row("steps", str(result.steps))
+    table.add_row("time", f"{result.seconds:.1f} s")
+    for key, value in result.last_metrics.items():
+        if key != "step" and isinstance(value, (int, float)):
+            table.add_row(key, f"{value:.4g}")
+    if result.gsrm_unchanged is not None:
+        table.add_row("gsrm adapter unchanged", str(result.gsrm_unchanged))
+    console.print(table)
