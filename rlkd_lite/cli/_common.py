@@ -8,10 +8,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from rlkd_lite.console import console as err_console  # progress and errors go to stderr
 from rlkd_lite.errors import RlkdError
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 @contextlib.contextmanager
@@ -20,5 +20,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except RlkdError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        # soft_wrap: a path or a file:line reference must stay on one line to be copy-pasted
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
         raise typer.Exit(code=1) from None

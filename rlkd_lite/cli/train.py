@@ -52,8 +52,7 @@ def train(
         if dry_run:
             import yaml
 
-            console.print(yaml.safe_dump(config.to_dict(), sort_keys=False), highlight=False,
-                          markup=False)
+            typer.echo(yaml.safe_dump(config.to_dict(), sort_keys=False, width=100))
             return
         from rlkd_lite.train.run import run_training
 

@@ -16,7 +16,10 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from rlkd_lite.models.loading import STUDENT_ADAPTER
+STUDENT_ADAPTER = "default"
+"""The trainable adapter. TRL copies `default` into a `ref` adapter when beta != 0: keep it."""
+GSRM_ADAPTER = "gsrm"
+"""The frozen adapter that decomposes and judges reasoning inside the reward."""
 
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel

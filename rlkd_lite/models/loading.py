@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from rlkd_lite.errors import RlkdError
+from rlkd_lite.models.adapters import GSRM_ADAPTER, STUDENT_ADAPTER
 from rlkd_lite.models.registry import resolve_model
 
 BACKENDS = ("unsloth", "hf")
-STUDENT_ADAPTER = "default"  # TRL copies `default` into `ref` when beta != 0: keep this name
-GSRM_ADAPTER = "gsrm"
 
 
 @dataclass(frozen=True)
@@ -130,8 +129,10 @@ def load_student(model_name: str, *, backend: str, lora: LoraSettings, max_seq_l
     if gsrm_adapter:
         from rlkd_lite.models.adapters import add_frozen_adapter
 
-        add_frozen_adapter(model, GSRM_ADAPTER, gsrm_adapter)
-        model.set_adapter(STUDENT_ADAPTER)  # the student trains; gsrm stays frozen
+        try:
+            add_frozen_adapter(model, GSRM_ADAPTER, str(adapter_dir(gsrm_adapter)))
+        except ValueError as exc:  # e.g. target modules differ from the student's
+            raise RlkdError(f"{gsrm_adapter}: {exc}") from None
     return model, tokenizer
 
 
@@ -186,3 +187,14 @@ def load_inference_model(name_or_path: str, adapter: str | None = None, *,
         _fix_cpu_4bit(model)
     model.eval()
     return model, tokenizer
+
+
+def trainer_precision_args(backend: str) -> dict[str, Any]:
+    """bf16 where the GPU has it (else fp16); on a CPU without Unsloth, tell TRL to use it
+    (Unsloth patches TRL's configs for the CPU by itself)."""
+    import torch
+
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16}
+    return {"use_cpu": True, "bf16": False} if backend == "hf" else {}

@@ -4,7 +4,6 @@ Kept free of torch so that the CLI can validate `--model` before anything heavy 
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +41,31 @@ class ResolvedModel:
     alias: str | None = None
 
 
-def resolve_model(name: str, backend: str = "unsloth") -> ResolvedModel:
-    """Resolve an alias, a local directory or a Hub repo id (`org/name`).
+def check_model_name(name: str) -> None:
+    """Fail fast (before data or weights load) on a name that is no alias, directory or repo id."""
+    path = Path(name).expanduser()
+    if name in MODEL_ALIASES or _is_repo_id(name):
+        return
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise RlkdError(f"{path} is not a model directory (no config.json in it)")
+        return
+    known = ", ".join(MODEL_ALIASES)
+    raise RlkdError(f"unknown model '{name}': not a known alias, a local directory or a Hub repo "
+                    f"id (org/name). Known aliases: {known}")
 
-    An unknown bare name is an error that lists the known aliases, rather than a Hub 404 later.
+
+def _is_repo_id(name: str) -> bool:
+    return (name.count("/") == 1 and not name.startswith((".", "/", "~"))
+            and not Path(name).expanduser().exists())
+
+
+def resolve_model(name: str, backend: str = "unsloth") -> ResolvedModel:
+    """Resolve an alias, a local directory or a Hub repo id (`org/name`) for `from_pretrained`.
+
+    A packaged alias is converted to a local directory on first use (see packaged.py).
     """
+    check_model_name(name)
     if name in MODEL_ALIASES:
         alias = MODEL_ALIASES[name]
         if alias.packaged:
@@ -56,21 +75,7 @@ def resolve_model(name: str, backend: str = "unsloth") -> ResolvedModel:
         if backend == "unsloth" and alias.unsloth_4bit_repo:
             return ResolvedModel(alias.unsloth_4bit_repo, True, name)
         return ResolvedModel(alias.hub_repo, False, name)
-    path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise RlkdError(f"{path} is not a model directory (no config.json in it)")
-        quant = '"quantization_config"' in (path / "config.json").read_text(encoding="utf-8")
-        return ResolvedModel(str(path), quant)
-    if name.count("/") == 1 and not name.startswith((".", "/", "~")):
-        return ResolvedModel(name, name.lower().endswith(("bnb-4bit", "4bit")))
-    known = ", ".join(MODEL_ALIASES)
-    raise RlkdError(f"unknown model '{name}': not a known alias, a local directory or a Hub repo "
-                    f"id (org/name). Known aliases: {known}")
-
-
-def packaged_model_available(name: str) -> bool:
-    """True when the package that carries a packaged model is installed (checked without import)."""
-    from rlkd_lite.models.packaged import PACKAGED_MODELS
-
-    return importlib.util.find_spec(PACKAGED_MODELS[name].package) is not None
+    if _is_repo_id(name):
+        return ResolvedModel(name, name.lower().endswith("4bit"))
+    config = (Path(name).expanduser() / "config.json").read_text(encoding="utf-8")
+    return ResolvedModel(str(Path(name).expanduser()), '"quantization_config"' in config)

@@ -189,6 +189,11 @@ def _check_type(name: str, value: Any, where: tuple[Path, int] | None) -> Any:
     origin = typing.get_origin(base) or base
     if value is None and optional:
         return None
+    if origin is float and isinstance(value, str):
+        try:  # YAML 1.1 reads `1e-4` (no dot) as a string; users write it that way anyway
+            value = float(value)
+        except ValueError:
+            pass
     ok = (isinstance(value, origin) and not (origin is int and isinstance(value, bool))) or (
         origin is float and isinstance(value, int) and not isinstance(value, bool))
     if not ok:

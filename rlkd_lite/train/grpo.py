@@ -22,7 +22,7 @@ from rlkd_lite.train.teacher_cache import decompose_teachers
 
 def build_structure_parts(config: RunConfig, model: Any, tokenizer: Any) -> tuple[Any, Any, str]:
     """The decomposer, the judge, and an id of the decomposer for the teacher cache."""
-    from rlkd_lite.models.loading import GSRM_ADAPTER
+    from rlkd_lite.models.adapters import GSRM_ADAPTER
 
     adapter = GSRM_ADAPTER if config.gsrm_adapter else None
     if config.decomposer == "gsrm":
@@ -62,7 +62,8 @@ def teacher_steps_json(problems: list[Problem], decomposer: Any, decomposer_id: 
 def drop_long_prompts(rows: list[dict], tokenizer: Any, limit: int) -> list[dict]:
     """GRPOConfig has no prompt-length bound any more; enforce max_prompt_length at load time."""
     kept = [r for r in rows if len(tokenizer.apply_chat_template(
-        r["prompt"], add_generation_prompt=True, tokenize=True)) <= limit]
+        r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+        <= limit]
     if len(kept) < len(rows):
         console.print(f"[yellow]warning:[/] dropped {len(rows) - len(kept)} problems whose "
                       f"prompt exceeds max_prompt_length={limit} tokens")

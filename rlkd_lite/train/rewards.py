@@ -14,6 +14,7 @@ under `rewards/<name>/mean`.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -129,16 +130,21 @@ class StructureReward:
     def __init__(self, decomposer: Any, judge: Any, *, normalize: bool, last: LastBatch):
         self.decomposer, self.judge, self.normalize, self.last = decomposer, judge, normalize, last
         self.seconds = {"decompose": 0.0, "judge": 0.0}
+        # Steps past the teacher's count never score, so a generating decomposer (gsrm) may stop
+        # there: fewer tokens per rollout.
+        self.stop_at_teacher_steps = "max_steps" in inspect.signature(decomposer).parameters
 
     def __call__(self, prompts: list, completions: list, teacher_steps: list[str],
                  log_metric: Any = None, **_: Any) -> list[float]:
         texts = [completion_text(c) for c in completions]
         try:
-            start = time.perf_counter()
-            student = self.decomposer([DecomposeInput(prompt_question(p), think_text(t))
-                                       for p, t in zip(prompts, texts)])
-            decomposed = time.perf_counter()
             teacher = [steps_from_json(s) for s in teacher_steps]
+            inputs = [DecomposeInput(prompt_question(p), think_text(t))
+                      for p, t in zip(prompts, texts)]
+            limits = {"max_steps": [len(t) for t in teacher]} if self.stop_at_teacher_steps else {}
+            start = time.perf_counter()
+            student = self.decomposer(inputs, **limits)
+            decomposed = time.perf_counter()
             scores = structure_scores(teacher, student, self.judge, normalize=self.normalize)
             judged = time.perf_counter()
         except Exception:  # a broken decomposer or judge must not kill a long run

@@ -23,6 +23,7 @@ from typing import Any
 from rlkd_lite.console import console, status
 from rlkd_lite.data.problems import Problem, load_problems
 from rlkd_lite.errors import RlkdError
+from rlkd_lite.models.registry import check_model_name
 from rlkd_lite.train.config import RunConfig
 from rlkd_lite.train.run_dir import RunDir
 
@@ -51,6 +52,7 @@ def load_run_problems(config: RunConfig) -> list[Problem]:
 
 def run_training(config: RunConfig, *, resume: bool = False) -> RunResult:
     config.validate()
+    check_model_name(config.model)
     problems = load_run_problems(config)
     run = RunDir(Path(config.output_dir))
     run.prepare(config.to_dict(), resume=resume)
@@ -58,7 +60,8 @@ def run_training(config: RunConfig, *, resume: bool = False) -> RunResult:
     if checkpoint is not None:
         run.forget_after(int(checkpoint.name.split("-")[-1]))
 
-    from rlkd_lite.models.loading import GSRM_ADAPTER, LoraSettings, load_student
+    from rlkd_lite.models.adapters import GSRM_ADAPTER
+    from rlkd_lite.models.loading import LoraSettings, load_student
 
     with status(f"loading {config.model} ({config.backend}, "
                 f"{'4-bit' if config.load_in_4bit else 'full precision'})"):
@@ -84,6 +87,13 @@ def run_training(config: RunConfig, *, resume: bool = False) -> RunResult:
 
         trainer, run_log = build_grpo_trainer(config, model, tokenizer, problems, run)
     if checkpoint is not None:
+        # The Trainer restores optimizer, scheduler and step; but with a second adapter saved in
+        # a sub-folder, transformers 5.17 reloads only the sub-folders and skips the student's
+        # own weights at the checkpoint root, so load those here.
+        from rlkd_lite.models.adapters import STUDENT_ADAPTER
+        from rlkd_lite.models.loading import load_adapter_weights
+
+        load_adapter_weights(model, checkpoint, STUDENT_ADAPTER)
         console.print(f"resuming from {checkpoint}")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - start
@@ -101,7 +111,7 @@ def save_student_adapter(model: Any, out: Path) -> None:
     """Only the student adapter, as safetensors, swapped into place in one rename."""
     import shutil
 
-    from rlkd_lite.models.loading import STUDENT_ADAPTER
+    from rlkd_lite.models.adapters import STUDENT_ADAPTER
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
