@@ -50,11 +50,13 @@ class Problem:
 
 
 def load_problems(spec: str, *, subset: int | None = None, seed: int = 0, split: str = "train",
-                  teacher: str | os.PathLike[str] | None = None) -> list[Problem]:
+                  teacher: str | os.PathLike[str] | None = None,
+                  require_trace: bool = True) -> list[Problem]:
     """The problems of a data spec (see the module docstring), the first `subset` of them.
 
     `seed` and `split` choose the synthetic problems; `split` also chooses GSM8K's split. A
-    JSONL file has no splits: pass a different file for evaluation.
+    JSONL file has no splits: pass a different file for evaluation. `require_trace` False
+    accepts problems without a teacher trace (for generating the traces: `rlkd-lite teach`).
     """
     if split not in SPLITS:
         raise RlkdError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
@@ -76,15 +78,16 @@ def load_problems(spec: str, *, subset: int | None = None, seed: int = 0, split:
                         f"or a path to a .jsonl file")
     if teacher is not None:
         problems = _with_teacher_traces(problems, teacher)
-    for problem in problems:
-        if problem.reasoning is None and problem.steps is None:
-            if teacher is None:
-                raise InputError("no teacher trace: give 'reasoning' (text) or 'steps', or a "
-                                 "teacher file paired by id", path=spec,
-                                 line=lines[problem.id], field="reasoning")
-            raise InputError(f"no teacher trace: this line has no 'reasoning' or 'steps', and "
-                             f"teacher file {teacher} has no id {problem.id!r}", path=spec,
-                             line=lines[problem.id], field="id")
+    if require_trace:
+        for problem in problems:
+            if problem.reasoning is None and problem.steps is None:
+                if teacher is None:
+                    raise InputError("no teacher trace: give 'reasoning' (text) or 'steps', or a "
+                                     "teacher file paired by id", path=spec,
+                                     line=lines[problem.id], field="reasoning")
+                raise InputError(f"no teacher trace: this line has no 'reasoning' or 'steps', and "
+                                 f"teacher file {teacher} has no id {problem.id!r}", path=spec,
+                                 line=lines[problem.id], field="id")
     return problems
 
 

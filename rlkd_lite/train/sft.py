@@ -27,6 +27,15 @@ def sft_rows(problems: list[Problem], system_prompt: str) -> list[dict]:
 
 def build_sft_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: list[Problem],
                       run: RunDir) -> tuple[Any, RunLogCallback]:
+    return build_completion_trainer(config, model, tokenizer,
+                                    sft_rows(problems, config.system_prompt), run, "sft")
+
+
+def build_completion_trainer(config: RunConfig, model: Any, tokenizer: Any, rows: list[dict],
+                             run: RunDir, title: str) -> tuple[Any, RunLogCallback]:
+    """TRL's SFTTrainer on conversational prompt/completion `rows`, loss on the completion only,
+    with the config's optimisation settings and the run's logs and progress bar (`title`).
+    Shared by the SFT baseline and the GSRM adapter's training."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -41,10 +50,8 @@ def build_sft_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: l
         logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=config.save_total_limit, report_to=[], disable_tqdm=True,
         **trainer_precision_args(config.backend))
-    run_log, callbacks = run_callbacks(run, None, config, "sft")
-    trainer = SFTTrainer(
-        model=model, processing_class=tokenizer, args=args,
-        train_dataset=Dataset.from_list(sft_rows(problems, config.system_prompt)),
-        callbacks=callbacks)
+    run_log, callbacks = run_callbacks(run, None, config, title)
+    trainer = SFTTrainer(model=model, processing_class=tokenizer, args=args,
+                         train_dataset=Dataset.from_list(rows), callbacks=callbacks)
     drop_printer(trainer)
     return trainer, run_log
