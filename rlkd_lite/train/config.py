@@ -178,9 +178,10 @@ def _read_recipe(path: Path, seen: tuple[Path, ...] = ()
     return base, base_lines
 
 
-def _check_type(name: str, value: Any, where: tuple[Path, int] | None) -> Any:
+def _check_type(name: str, value: Any, where: tuple[Path, int] | None,
+                config_class: type = RunConfig) -> Any:
     """Coerce ints to floats where floats are declared; reject anything else mistyped."""
-    annotation = typing.get_type_hints(RunConfig)[name]
+    annotation = typing.get_type_hints(config_class)[name]
     args = typing.get_args(annotation)
     optional = type(None) in args
     base = next((a for a in args if a is not type(None)), annotation) if args and (
@@ -207,39 +208,45 @@ def _check_type(name: str, value: Any, where: tuple[Path, int] | None) -> Any:
     return value
 
 
-def load_config(recipe: str, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Load a recipe, apply overrides (CLI flags, `--set key=value`), check and return it."""
+def load_config(recipe: str, overrides: dict[str, Any] | None = None,
+                config_class: type[RunConfig] = RunConfig) -> RunConfig:
+    """Load a recipe, apply overrides (CLI flags, `--set key=value`), check and return it.
+
+    `config_class` is RunConfig or a subclass that adds fields (the GSRM recipe's)."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
     path = recipe_path(recipe)
     values, lines = _read_recipe(path)
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
             lines.pop(key, None)
-    unknown = [k for k in values if k not in FIELDS]
+    unknown = [k for k in values if k not in fields]
     if unknown:
         where = lines.get(unknown[0])
-        raise InputError(f"unknown field (known: {', '.join(FIELDS)})",
+        raise InputError(f"unknown field (known: {', '.join(fields)})",
                          path=str(where[0] if where else path), line=where[1] if where else None,
                          field=unknown[0])
-    missing = [name for name, f in FIELDS.items() if name not in values
+    missing = [name for name, f in fields.items() if name not in values
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise InputError(f"recipe lacks required field(s): {', '.join(missing)}", path=str(path))
-    checked = {k: _check_type(k, v, lines.get(k)) for k, v in values.items()}
-    config = RunConfig(**checked)
+    checked = {k: _check_type(k, v, lines.get(k), config_class) for k, v in values.items()}
+    config = config_class(**checked)
     config.validate()
     return config
 
 
-def parse_set_overrides(pairs: list[str]) -> dict[str, Any]:
+def parse_set_overrides(pairs: list[str], config_class: type[RunConfig] = RunConfig
+                        ) -> dict[str, Any]:
     """`--set key=value` pairs; values are parsed as YAML (numbers, booleans, lists)."""
     import yaml
 
+    fields = [f.name for f in dataclasses.fields(config_class)]
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or key.strip() not in FIELDS:
+        if not sep or key.strip() not in fields:
             raise RlkdError(f"--set {pair!r}: expected FIELD=VALUE with a known field "
-                            f"(known: {', '.join(FIELDS)})")
+                            f"(known: {', '.join(fields)})")
         out[key.strip()] = yaml.safe_load(raw)
     return out
