@@ -32,7 +32,7 @@ def read_jsonl(path: str | os.PathLike[str],
         for line_no, raw in enumerate(handle, 1):
             if line_no == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM):]
-            if not raw.strip():
+            if raw.isspace():
                 continue
             seen_any = True
             try:

@@ -19,7 +19,7 @@ from rlkd_lite.errors import InputError
 PairKind = Literal["problem", "answer"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JudgePair:
     """One question for a judge: does the student's text say the same as the teacher's?
 
@@ -70,13 +70,13 @@ _STOP_WORDS = frozenset(
 def _number_token(token: str) -> str:
     """The value of a number token as canonical text: "1,200" -> "1200", "24.0" -> "24"."""
     digits = token.replace(",", "")
-    if digits.isdigit():
+    if digits.isdecimal():
         return str(int(digits))
     value = float(digits)
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Tokens:
     words: frozenset[str]
     """Content tokens: words without stop words, numbers by value, operators."""
@@ -87,23 +87,27 @@ class _Tokens:
 
 
 _EXPRESSION_CHARACTERS = re.compile(r"[\d\s.,$%()+*/x×÷^=-]+")
+_NUMBER_START = frozenset("0123456789.")
 
 
 @functools.lru_cache(maxsize=1 << 17)
 def _tokens(text: str) -> _Tokens:
+    if text.isdecimal():  # the most common answer, a plain whole number
+        number = str(int(text))
+        return _Tokens(frozenset((number,)), frozenset((number,)), (number,))
     words, numbers, every = set(), set(), []
     for token in _TOKEN.findall(text.lower()):
-        if token[0].isdigit() or token[0] == ".":
+        if token[0] in _NUMBER_START:
             token = _number_token(token)
             numbers.add(token)
         elif token in _STOP_WORDS:
             continue
-        token = _OPERATOR_SPELLINGS.get(token, token)
+        else:
+            token = _OPERATOR_SPELLINGS.get(token, token)
         words.add(token)
         every.append(token)
     bare = numbers and _EXPRESSION_CHARACTERS.fullmatch(text)
-    expression = tuple(sorted(every)) if bare else None
-    return _Tokens(frozenset(words), frozenset(numbers), expression)
+    return _Tokens(frozenset(words), frozenset(numbers), tuple(sorted(every)) if bare else None)
 
 
 class LexicalJudge:
@@ -139,7 +143,8 @@ class LexicalJudge:
 
     def same(self, pair: JudgePair) -> bool:
         """The verdict for one pair."""
-        if pair.teacher == pair.student or _normalised(pair.teacher) == _normalised(pair.student):
+        # Texts equal after normalisation have equal tokens, so they match by the rules below.
+        if pair.teacher == pair.student:
             return True
         teacher, student = _tokens(pair.teacher), _tokens(pair.student)
         if pair.kind == "answer" and teacher.numbers and student.numbers:
@@ -149,7 +154,8 @@ class LexicalJudge:
         return _dice(teacher.words, student.words) >= self.threshold
 
     def __call__(self, pairs: Sequence[JudgePair]) -> list[bool]:
-        return [self.same(p) for p in pairs]
+        # Identical texts are common (a student copying a step) and need no tokens.
+        return [p.teacher == p.student or self.same(p) for p in pairs]
 
 
 def _dice(a: frozenset[str], b: frozenset[str]) -> float:

@@ -28,7 +28,7 @@ from rlkd_lite.structure.steps import Step
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StructureScore:
     """The structure reward of one student path against its teacher path."""
 
