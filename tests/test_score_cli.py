@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 import rlkd_lite
 from rlkd_lite.cli import app
-from rlkd_lite.data.jsonl import append_jsonl, read_jsonl, write_json_atomic
-from rlkd_lite.errors import InputError
+from rlkd_lite.data.jsonl import append_jsonl, read_jsonl, write_json_atomic, write_jsonl_atomic
+from rlkd_lite.errors import InputError, RlkdError
 
 EXAMPLES = Path(rlkd_lite.__file__).parent / "examples"
 EXPECTED_REWARDS = {"bakery": 3.0, "garden": 2.0, "train": 0.0, "books": 1.0, "paint": 0.0,
@@ -104,7 +104,7 @@ def test_json_report_is_written_atomically(workdir, monkeypatch):
 
     before = Path("report.json").read_text()
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="disk gone"):
+    with pytest.raises(RlkdError, match="cannot write report.json: disk gone"):
         write_json_atomic("report.json", {"new": 1})
     assert Path("report.json").read_text() == before  # a failed write leaves the old file
     assert sorted(p.name for p in workdir.iterdir()) == ["report.json", "student.jsonl", "teacher.jsonl"]
@@ -203,6 +203,12 @@ def test_unpaired_ids_are_listed_up_to_five(workdir):
     assert "7 id(s) of teacher.jsonl are not in student.jsonl: 1, 2, 3, 4, 5 and 2 more" in output
 
 
+def test_unwritable_report_is_a_clean_error(workdir):
+    code, output = score("teacher.jsonl", "student.jsonl", "--json", "no/such/dir/report.json")
+    assert code == 1
+    assert "error: cannot write no/such/dir/report.json: No such file or directory" in output
+
+
 def test_missing_file_and_missing_model(workdir):
     code, output = score("nope.jsonl", "student.jsonl")
     assert code == 1 and "error: nope.jsonl: cannot open: No such file or directory" in output
@@ -254,6 +260,14 @@ def test_read_jsonl_skips_blank_lines_and_a_byte_order_mark(tmp_path):
     assert list(read_jsonl(path, on_error=problems.append)) == [(1, {"a": 1}), (3, {"a": 3})]
     assert [(p.path, p.line) for p in problems] == [(str(path), 2)]
     assert isinstance(problems[0], InputError)
+
+
+def test_write_jsonl_atomic_round_trips(tmp_path):
+    rows = [{"id": 1, "text": "café ✓"}, {"id": 2, "nested": {"a": [1, 2]}}]
+    write_jsonl_atomic(tmp_path / "rows.jsonl", rows)
+    assert [row for _, row in read_jsonl(tmp_path / "rows.jsonl")] == rows
+    assert "café ✓" in (tmp_path / "rows.jsonl").read_text(encoding="utf-8")  # not \u-escaped
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]
 
 
 def test_append_jsonl_starts_a_fresh_line_after_a_torn_one(tmp_path):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rlkd_lite.errors import InputError
+from rlkd_lite.errors import InputError, RlkdError
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -76,21 +76,23 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` so that readers see the old file or the new one, never a part.
 
     The text goes to a temporary file in the same directory, is flushed to disk, and then
-    renamed over `path` (a rename within one file system is atomic).
+    renamed over `path` (a rename within one file system is atomic). A file-system error
+    (missing directory, no permission, disk full) raises RlkdError naming the path.
     """
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     # os.open with 0o666 lets the umask decide the permissions, as for a plain open().
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(os.open(tmp, flags, 0o666), "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise RlkdError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing left to remove after the rename
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

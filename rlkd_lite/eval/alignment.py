@@ -189,8 +189,8 @@ class ScoredPair:
 
     @property
     def full_match(self) -> bool:
-        """Every teacher step scored 1."""
-        return self.score.teacher_steps > 0 and self.score.first_divergence is None
+        """Every teacher step scored 1 (never so when either side has no steps)."""
+        return self.score.first_divergence is None
 
 
 @dataclass(frozen=True)

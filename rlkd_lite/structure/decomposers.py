@@ -17,7 +17,7 @@ from rlkd_lite.errors import InputError
 from rlkd_lite.structure.steps import Step, looks_tagged, parse_steps, think_text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DecomposeInput:
     """A reasoning path to decompose, with the question it answers (may be "")."""
 

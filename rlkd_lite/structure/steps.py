@@ -23,28 +23,21 @@ class Step:
     """The short answer to the sub-problem, no reasoning."""
 
 
-META, QUERY, ANSWER = 0, 1, 2
+_META, _QUERY, _ANSWER = 0, 1, 2
 """Part kinds, in the order they appear within a step."""
 
 # Tag names -> part kind. Besides ours, the authors' release uses [Meat-reasoning i] (sic) in
 # its prompts and [sub-think i]/[Query i] in its parser; accepting all of them makes their data
 # usable. Spaces, hyphens and underscores inside the name are all accepted.
 _TAG_KINDS = {
-    "metareasoning": META, "meatreasoning": META, "subthink": META,
-    "subproblem": QUERY, "query": QUERY,
-    "answer": ANSWER,
+    "metareasoning": _META, "meatreasoning": _META, "subthink": _META,
+    "subproblem": _QUERY, "query": _QUERY,
+    "answer": _ANSWER,
 }
-_TAG = re.compile(
-    r"\[\s*(meta[\s_-]*reasoning|meat[\s_-]*reasoning|sub[\s_-]*think|sub[\s_-]*problem|query"
-    r"|answer)\s*\d*\s*\]\s*:?",
-    re.IGNORECASE,
-)
+_META_OR_QUERY_NAMES = r"meta[\s_-]*reasoning|meat[\s_-]*reasoning|sub[\s_-]*think|sub[\s_-]*problem|query"
+_TAG = re.compile(rf"\[\s*({_META_OR_QUERY_NAMES}|answer)\s*\d*\s*\]\s*:?", re.IGNORECASE)
+_STEP_START_TAG = re.compile(rf"\[\s*(?:{_META_OR_QUERY_NAMES})\s*\d*\s*\]", re.IGNORECASE)
 _TAG_NAME_JUNK = re.compile(r"[\s_-]+")
-_STEP_START_TAG = re.compile(
-    r"\[\s*(?:meta[\s_-]*reasoning|meat[\s_-]*reasoning|sub[\s_-]*think|sub[\s_-]*problem|query)"
-    r"\s*\d*\s*\]",
-    re.IGNORECASE,
-)
 # A closing "So the final answer is 72." / "#### 72" after the last step belongs to the whole
 # solution, not to the last sub-problem's answer.
 _TRAILER = re.compile(
