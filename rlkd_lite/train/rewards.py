@@ -6,9 +6,9 @@ sums them (`reward_weights`) before GRPO's group normalisation; TRL logs each on
 under `rewards/<name>/mean`.
 
 - accuracy:  the final answer, extracted from the completion, equals the gold answer by value.
-- format:    the completion is exactly `<think>reasoning</think>` then `#### <number>`.
-- tag_count: partial credit (0.25 each) for the pieces of that format, so that a policy that
-             is not there yet still gets a gradient (the authors' "tag count" reward).
+- format:    the completion has exactly the recipe's answer format (ANSWER_FORMATS).
+- tag_count: partial credit for each piece of that format, so that a policy that is not there
+             yet still gets a gradient (the authors' "tag count" reward).
 - structure: RLKD's reward: the student's reasoning, decomposed into steps, aligned with the
              teacher's steps (rlkd_lite.structure.reward). Never raises: a failure scores 0.
 """
@@ -30,14 +30,23 @@ from rlkd_lite.structure.steps import Step, think_text
 
 log = logging.getLogger(__name__)
 
-_FORMAT = re.compile(r"^\s*<think>(?P<reasoning>.+?)</think>\s*####\s*-?\$?[\d,]*\.?\d+\s*$", re.S)
+_NUMBER = r"-?\$?[\d,]*\.?\d+"
+ANSWER_FORMATS = {
+    # R1-style, as in the paper: reasoning inside think tags, then the answer.
+    "think": re.compile(rf"^\s*<think>.+?</think>\s*####\s*{_NUMBER}\s*$", re.S),
+    # GSM8K-style: reasoning lines, then the answer line (what small instruct models write).
+    "plain": re.compile(rf"^(?!.*</?think>).+?\n\s*####\s*{_NUMBER}\s*$", re.S),
+}
+"""Answer formats a recipe can ask for (`answer_format`): the format reward's exact patterns."""
 
 
-def render_target(reasoning: str, answer: str) -> str:
-    """A completion in the format the format reward asks for; the SFT target. A trailing
-    `#### N` line in the reasoning (GSM8K style) is dropped: the answer follows `</think>`."""
+def render_target(reasoning: str, answer: str, answer_format: str) -> str:
+    """A completion in `answer_format`: the SFT target. A trailing `#### N` line in the
+    reasoning (GSM8K style) is dropped and the answer written once, at the end."""
     body = reasoning.split("####")[0].strip()
-    return f"<think>\n{body}\n</think>\n#### {answer}"
+    if answer_format == "think":
+        return f"<think>\n{body}\n</think>\n#### {answer}"
+    return f"{body}\n#### {answer}"
 
 
 def completion_text(completion: Any) -> str:
@@ -94,11 +103,11 @@ class AccuracyReward:
 class FormatReward:
     __name__ = "format"
 
-    def __init__(self, last: LastBatch):
-        self.last = last
+    def __init__(self, last: LastBatch, answer_format: str):
+        self.last, self.pattern = last, ANSWER_FORMATS[answer_format]
 
     def __call__(self, completions: list, **_: Any) -> list[float]:
-        values = [float(bool(_FORMAT.match(completion_text(c)))) for c in completions]
+        values = [float(bool(self.pattern.match(completion_text(c)))) for c in completions]
         self.last.rewards["format"] = values
         return values
 
@@ -106,15 +115,17 @@ class FormatReward:
 class TagCountReward:
     __name__ = "tag_count"
 
-    def __init__(self, last: LastBatch):
-        self.last = last
+    def __init__(self, last: LastBatch, answer_format: str):
+        self.last, self.answer_format = last, answer_format
 
-    @staticmethod
-    def score(text: str) -> float:
+    def score(self, text: str) -> float:
+        """The share of the format's pieces that are right: each tag once, one answer line,
+        nothing but a number after it."""
         tail = text.rsplit("####", 1)[-1]
-        parts = (text.count("<think>") == 1, text.count("</think>") == 1,
-                 text.count("####") == 1, bool(re.fullmatch(r"\s*-?\$?[\d,]*\.?\d+\s*", tail)))
-        return 0.25 * sum(parts)
+        pieces = [text.count("####") == 1, bool(re.fullmatch(rf"\s*{_NUMBER}\s*", tail))]
+        if self.answer_format == "think":
+            pieces += [text.count("<think>") == 1, text.count("</think>") == 1]
+        return sum(pieces) / len(pieces)
 
     def __call__(self, completions: list, **_: Any) -> list[float]:
         values = [self.score(completion_text(c)) for c in completions]
@@ -139,11 +150,16 @@ class StructureReward:
         texts = [completion_text(c) for c in completions]
         try:
             teacher = [steps_from_json(s) for s in teacher_steps]
-            inputs = [DecomposeInput(prompt_question(p), think_text(t))
-                      for p, t in zip(prompts, texts)]
-            limits = {"max_steps": [len(t) for t in teacher]} if self.stop_at_teacher_steps else {}
+            # A completion whose teacher has no steps scores 0 whatever it says: skip it.
+            todo = [i for i, t in enumerate(teacher) if t]
+            inputs = [DecomposeInput(prompt_question(prompts[i]), think_text(texts[i]))
+                      for i in todo]
+            limits = ({"max_steps": [len(teacher[i]) for i in todo]}
+                      if self.stop_at_teacher_steps else {})
             start = time.perf_counter()
-            student = self.decomposer(inputs, **limits)
+            student: list[list[Step]] = [[] for _ in texts]
+            for i, steps in zip(todo, self.decomposer(inputs, **limits) if todo else []):
+                student[i] = steps
             decomposed = time.perf_counter()
             scores = structure_scores(teacher, student, self.judge, normalize=self.normalize)
             judged = time.perf_counter()
@@ -161,15 +177,15 @@ class StructureReward:
         return values
 
 
-def build_reward_functions(weights: dict[str, float], *, last: LastBatch, decomposer: Any = None,
-                           judge: Any = None, normalize: bool = False
+def build_reward_functions(weights: dict[str, float], *, last: LastBatch, answer_format: str,
+                           decomposer: Any = None, judge: Any = None, normalize: bool = False
                            ) -> tuple[list[Any], list[float]]:
     """The reward callables and their weights, in matching order; accuracy first because it
     starts a new LastBatch record for the batch."""
     makers = {
         "accuracy": lambda: AccuracyReward(last),
-        "format": lambda: FormatReward(last),
-        "tag_count": lambda: TagCountReward(last),
+        "format": lambda: FormatReward(last, answer_format),
+        "tag_count": lambda: TagCountReward(last, answer_format),
         "structure": lambda: StructureReward(decomposer, judge, normalize=normalize, last=last),
     }
     if "accuracy" not in weights:

@@ -16,7 +16,7 @@ the student trains a LoRA adapter on a 4-bit base instead of full fine-tuning.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ class RunResult:
     last_metrics: dict[str, Any]
     gsrm_unchanged: bool | None
     """True when the frozen gsrm adapter's weights are bit-identical after training."""
+    model: Any = field(default=None, repr=False)
+    """The trained PeftModel, still in memory (for evaluation in the same notebook or process)."""
+    tokenizer: Any = field(default=None, repr=False)
 
 
 def load_run_problems(config: RunConfig) -> list[Problem]:
@@ -104,7 +107,8 @@ def run_training(config: RunConfig, *, resume: bool = False) -> RunResult:
         from rlkd_lite.models.adapters import adapter_state_fingerprint
 
         unchanged = adapter_state_fingerprint(model, GSRM_ADAPTER) == fingerprint
-    return RunResult(run.path, trainer.state.global_step, seconds, run_log.latest, unchanged)
+    return RunResult(run.path, trainer.state.global_step, seconds, run_log.latest, unchanged,
+                     model, tokenizer)
 
 
 def save_student_adapter(model: Any, out: Path) -> None:

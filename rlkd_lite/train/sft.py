@@ -1,7 +1,7 @@
 """The SFT baseline: plain supervised distillation on the teacher traces (TRL's SFTTrainer).
 
-The target is the teacher's reasoning in the student's answer format (`<think>…</think>` then
-`#### answer`), so that an SFT adapter can start a GRPO/RLKD run (`init_adapter`) and be scored
+The target is the teacher's reasoning in the recipe's answer format (e.g. `<think>…</think>`
+then `#### answer`), so that an SFT adapter can start a GRPO/RLKD run (`init_adapter`) and be scored
 by the same format and accuracy rewards. The loss covers the completion only.
 """
 from __future__ import annotations
@@ -17,18 +17,18 @@ from rlkd_lite.train.run_dir import RunDir
 from rlkd_lite.structure.steps import render_steps
 
 
-def sft_rows(problems: list[Problem], system_prompt: str) -> list[dict]:
+def sft_rows(problems: list[Problem], system_prompt: str, answer_format: str) -> list[dict]:
     rows = problems_to_rows(problems, system_prompt)
     return [{"prompt": row["prompt"],
              "completion": [{"role": "assistant", "content": render_target(
-                 p.reasoning or render_steps(p.steps or []), p.answer)}]}
+                 p.reasoning or render_steps(p.steps or []), p.answer, answer_format)}]}
             for row, p in zip(rows, problems)]
 
 
 def build_sft_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: list[Problem],
                       run: RunDir) -> tuple[Any, RunLogCallback]:
     return build_completion_trainer(config, model, tokenizer,
-                                    sft_rows(problems, config.system_prompt), run, "sft")
+                                    sft_rows(problems, config.system_prompt, config.answer_format), run, "sft")
 
 
 def build_completion_trainer(config: RunConfig, model: Any, tokenizer: Any, rows: list[dict],

@@ -1,0 +1,68 @@
+"""`rlkd-lite bench`: the speed and memory benchmark (see rlkd_lite/train/bench.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rlkd_lite.cli import app
+from rlkd_lite.cli._common import console, user_errors
+
+
+@app.command()
+def bench(
+    recipe: str = typer.Option("bench-qwen2.5-1.5b", help="Workload recipe (bench-tiny on a CPU)."),
+    shape: str = typer.Option("qwen2.5-1.5b", help="Random-initialised model shape: "
+                              "qwen2.5-1.5b, qwen2.5-0.5b or tiny."),
+    variants: str = typer.Option("rlkd-unsloth,grpo-unsloth,grpo-hf",
+                                 help="Comma-separated variants to run, each in its own process."),
+    steps: int = typer.Option(3, help="Steps per variant; the first is reported apart "
+                              "(compilation, warm-up)."),
+    judge_pairs: int = typer.Option(96, help="Step pairs in the stand-alone llm-judge timing "
+                                    "(0 skips it)."),
+    workdir: Optional[Path] = typer.Option(None, help="Where the model and runs go "
+                                           "(default: a new temporary directory)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results here."),
+) -> None:
+    """Time RLKD's step by stage against GRPO with and without Unsloth; print and save it."""
+    from rich.table import Table
+
+    from rlkd_lite.data.jsonl import write_json_atomic
+    from rlkd_lite.train.bench import BenchTargets, check_targets, default_workdir, run_bench
+
+    with user_errors():
+        work = workdir or default_workdir()
+        work.mkdir(parents=True, exist_ok=True)
+        results = run_bench(recipe=recipe, shape=shape, variants=variants.split(","),
+                            steps=steps, judge_pairs=judge_pairs, workdir=work,
+                            on_variant=lambda v: console.print(f"[bold]bench:[/] {v}"))
+    table = Table(title=f"rlkd-lite bench · {shape} · {recipe} · mean of steps 2..{steps}")
+    columns = [("step s", "step_time_s"), ("generate s", "generate_s"),
+               ("decompose s", "structure_decompose_s"), ("judge s", "structure_judge_s"),
+               ("train s", "train_s"), ("tokens/s", "tokens_per_s"),
+               ("first step s", "first_step_s"), ("peak GiB", "peak_gpu_gib")]
+    table.add_column("variant")
+    for title, _ in columns:
+        table.add_column(title, justify="right")
+    for r in results:
+        if "error" in r:
+            table.add_row(r["variant"], f"[red]failed: {r['error']}[/]")
+            continue
+        table.add_row(r["variant"], *("-" if r.get(key) is None else f"{r[key]:.3g}"
+                                      for _, key in columns))
+    console.print(table)
+    for r in results:
+        if r.get("judge_batch_s") is not None:
+            console.print(f"llm judge, {r['judge_pairs']} pairs in one batched call: "
+                          f"{r['judge_batch_s']:.3f} s ({r['variant']})")
+    checks = check_targets(results, BenchTargets())
+    for goal, measured, met in checks:
+        mark = "[green]met[/]" if met else "[red]not met[/]"
+        console.print(f"{mark}  {goal}: {measured}")
+    if json_out:
+        write_json_atomic(json_out, {"recipe": recipe, "shape": shape, "results": results,
+                                     "targets": [{"goal": g, "measured": m, "met": ok}
+                                                 for g, m, ok in checks]})
+    if any("error" in r for r in results):
+        raise typer.Exit(code=1)

@@ -1,0 +1,190 @@
+"""`rlkd-lite bench`: time RLKD's step, split by stage, against GRPO with and without Unsloth.
+
+A fixed workload (a recipe: 4-bit, LoRA rank, generations × completion length, a few steps)
+runs several ways, each in its own Python process, because Unsloth patches transformers and TRL
+on import and the plain-stack variant must not see those patches:
+
+    rlkd-unsloth   --method rlkd through Unsloth, the in-process GSRM decomposing and judging
+    grpo-unsloth   --method grpo through Unsloth (no structure reward)
+    grpo-hf        --method grpo on transformers + PEFT + bitsandbytes, no Unsloth
+
+Without weights at hand (the GPU machines here have no network) the model is random-initialised
+with a real shape (`--shape`). Random weights never emit EOS, so every rollout and every GSRM
+decomposition runs to its token limit: the numbers are an upper bound on generation time and say
+nothing about accuracy. The first step (compilation, warm-up) is reported apart from the mean.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+VARIANTS = {"rlkd-unsloth": ("rlkd", "unsloth"), "grpo-unsloth": ("grpo", "unsloth"),
+            "grpo-hf": ("grpo", "hf")}
+STAGES = ("step_time_s", "generate_s", "rewards_s", "structure_decompose_s",
+          "structure_judge_s")
+
+
+@dataclass
+class BenchTargets:
+    """The goals of issue 6, checked on the reference workload."""
+
+    rlkd_vs_plain_step: float = 0.5   # RLKD step time at most this × the plain TRL GRPO step
+    structure_share: float = 0.15     # decompose + judge at most this share of the RLKD step
+    peak_memory_gib: float = 6.0      # RLKD peak GPU memory
+
+
+def build_random_model(shape: str, cache: Path) -> Path:
+    """A random-initialised model of `shape`, built once per cache directory."""
+    from rlkd_lite.models.tiny import RANDOM_SHAPES, build_tiny_qwen2
+
+    out = cache / f"random-{shape}"
+    if not (out / "config.json").is_file():
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = "bfloat16" if device == "cuda" else "float32"
+        build_tiny_qwen2(out, dtype=dtype, device=device, **RANDOM_SHAPES[shape])
+    return out
+
+
+def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: str,
+                judge_pairs: int) -> dict[str, Any]:
+    """Train `steps` steps of one variant in this process and summarise its metrics."""
+    from rlkd_lite.train.config import load_config
+    from rlkd_lite.train.run import run_training
+
+    method, backend = VARIANTS[variant]
+    config = load_config(recipe, {
+        "model": model_dir, "method": method, "backend": backend, "max_steps": steps,
+        "output_dir": out_dir, "save_steps": steps, "sample_every": steps})
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    result = run_training(config)
+    total = time.perf_counter() - start
+    rows = [json.loads(line) for line in
+            (Path(out_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    steady = rows[1:] or rows
+    summary: dict[str, Any] = {
+        "variant": variant, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "steps": result.steps, "first_step_s": rows[0]["step_time_s"],
+        "run_s": round(total, 2),
+        "tokens_per_s": statistics.mean(r.get("tokens_per_s", 0.0) for r in steady),
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "gsrm_unchanged": result.gsrm_unchanged,
+    }
+    for stage in STAGES:
+        summary[stage] = statistics.mean(r.get(stage, 0.0) for r in steady)
+    summary["train_s"] = summary["step_time_s"] - summary["generate_s"] - summary["rewards_s"]
+    if method == "rlkd" and judge_pairs:
+        summary["judge_pairs"] = judge_pairs
+        summary["judge_batch_s"] = time_judge(config, result.model, result.tokenizer,
+                                              judge_pairs)
+    return summary
+
+
+def time_judge(config: Any, model: Any, tokenizer: Any, pairs: int) -> float:
+    """One batched llm-judge call on `pairs` step pairs, timed alone: with random weights the
+    GSRM emits no parseable steps, so the judge never runs inside the measured steps."""
+    import dataclasses
+
+    from rlkd_lite.structure.judges import JudgePair
+    from rlkd_lite.train.grpo import build_judge
+
+    judge = build_judge(dataclasses.replace(config, judge="llm"), model, tokenizer)
+    batch = [JudgePair("problem" if i % 3 else "answer",
+                       f"Find how many apples are left after giving away {i} of them.",
+                       f"Work out the apples remaining once {i} are given away.")
+             for i in range(pairs)]
+    judge(batch[: min(8, pairs)])  # warm-up
+    start = time.perf_counter()
+    judge(batch)
+    _sync()
+    return time.perf_counter() - start
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int, judge_pairs: int,
+              workdir: Path, on_variant: Any = None) -> list[dict[str, Any]]:
+    """Build the model once, then run each variant in a fresh Python process."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        from rlkd_lite.errors import RlkdError
+
+        raise RlkdError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    model_dir = build_random_model(shape, workdir)
+    results = []
+    for variant in variants:
+        out = workdir / f"run-{variant}"
+        report = workdir / f"{variant}.json"
+        job = {"variant": variant, "recipe": recipe, "model_dir": str(model_dir),
+               "steps": steps, "out_dir": str(out), "judge_pairs": judge_pairs}
+        if on_variant:
+            on_variant(variant)
+        proc = subprocess.run([sys.executable, "-m", "rlkd_lite.train.bench", json.dumps(job),
+                               str(report)], env=os.environ.copy())
+        if proc.returncode != 0 or not report.is_file():
+            results.append({"variant": variant, "error": f"exit code {proc.returncode}"})
+            continue
+        results.append(json.loads(report.read_text(encoding="utf-8")))
+    return results
+
+
+def check_targets(results: list[dict[str, Any]], targets: BenchTargets) -> list[tuple[str, str, bool | None]]:
+    """(goal, measured, met) for each target the results can speak to."""
+    by = {r["variant"]: r for r in results if "error" not in r}
+    checks: list[tuple[str, str, bool | None]] = []
+    rlkd, plain = by.get("rlkd-unsloth"), by.get("grpo-hf")
+    if rlkd and plain:
+        ratio = rlkd["step_time_s"] / plain["step_time_s"]
+        checks.append((f"RLKD step ≤ {targets.rlkd_vs_plain_step}× plain TRL GRPO step",
+                       f"{ratio:.2f}×", ratio <= targets.rlkd_vs_plain_step))
+    if rlkd:
+        structure = rlkd["structure_decompose_s"] + rlkd["structure_judge_s"]
+        share = structure / rlkd["step_time_s"]
+        checks.append((f"structure reward ≤ {targets.structure_share:.0%} of RLKD step",
+                       f"{share:.0%}", share <= targets.structure_share))
+        if rlkd.get("peak_gpu_gib") is not None:
+            checks.append((f"RLKD peak GPU memory ≤ {targets.peak_memory_gib} GiB",
+                           f"{rlkd['peak_gpu_gib']:.2f} GiB",
+                           rlkd["peak_gpu_gib"] <= targets.peak_memory_gib))
+    grpo = by.get("grpo-unsloth")
+    if rlkd and grpo:
+        extra = rlkd["step_time_s"] / grpo["step_time_s"] - 1
+        checks.append(("structure reward adds ≤ 25% to the Unsloth GRPO step (issue 3)",
+                       f"+{extra:.0%}", extra <= 0.25))
+    return checks
+
+
+def _worker(job_json: str, report: str) -> None:
+    job = json.loads(job_json)
+    summary = run_variant(job["variant"], job["recipe"], job["model_dir"], job["steps"],
+                          job["out_dir"], job["judge_pairs"])
+    from rlkd_lite.data.jsonl import write_json_atomic
+
+    write_json_atomic(report, summary)
+
+
+def default_workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="rlkd-bench-"))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], sys.argv[2])
