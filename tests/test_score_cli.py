@@ -218,6 +218,44 @@ def test_missing_file_and_missing_model(workdir):
     assert code == 1 and "--model is required by --decomposer gsrm and --judge llm" in output
 
 
+def test_model_options_reach_the_model_backed_decomposer_and_judge(workdir, monkeypatch):
+    """Wiring only: the loader and the model-backed parts are stand-ins here."""
+    import rlkd_lite.cli.score as score_command
+    import rlkd_lite.models.loading as loading
+    from rlkd_lite.structure.decomposers import TaggedDecomposer
+    from rlkd_lite.structure.judges import ExactJudge
+
+    loads, built = [], {}
+
+    def load(name, adapter=None):
+        loads.append((name, adapter))
+        return "MODEL", "TOK"
+
+    def decomposer(name, **options):
+        built["decomposer"] = (name, options)
+        return TaggedDecomposer()
+
+    def judge(name, **options):
+        built["judge"] = (name, options)
+        return ExactJudge()
+
+    monkeypatch.setattr(loading, "load_inference_model", load)
+    monkeypatch.setattr(score_command, "make_decomposer", decomposer)
+    monkeypatch.setattr(score_command, "make_judge", judge)
+    code, output = score("teacher.jsonl", "student.jsonl", "--decomposer", "gsrm", "--judge", "llm",
+                         "--model", "tiny", "--adapter", "runs/gsrm")
+    assert code == 0, output
+    assert loads == [("tiny", "runs/gsrm")]  # one model serves both
+    options = {"model": "MODEL", "tokenizer": "TOK", "adapter": loading.GSRM_ADAPTER}
+    assert built == {"decomposer": ("gsrm", options), "judge": ("llm", options)}
+
+
+def test_model_options_without_a_model_backed_part_are_ignored_with_a_warning(workdir):
+    code, output = score("teacher.jsonl", "student.jsonl", "--model", "tiny")
+    assert code == 0
+    assert "warning: --model and --adapter are ignored" in output
+
+
 def test_skip_bad_counts_and_lists_skipped_lines(workdir):
     write_lines(Path("teacher.jsonl"), GOOD, "{not json", {"id": "a", "reasoning": "dup"},
                 {"id": "b"}, {"id": "c", "reasoning": "She has 2+2 = <<2+2=4>>4 cats."},

@@ -13,24 +13,16 @@ from rlkd_lite.cli._common import console, err_console, user_errors
 from rlkd_lite.errors import InputError
 from rlkd_lite.eval.alignment import score_files, write_report
 from rlkd_lite.eval.render import pair_table, summary_table
-from rlkd_lite.structure.decomposers import make_decomposer
-from rlkd_lite.structure.judges import make_judge
+from rlkd_lite.structure.decomposers import DECOMPOSER_NAMES, make_decomposer
+from rlkd_lite.structure.judges import JUDGE_NAMES, LexicalJudge, make_judge
 
 _PROBLEMS_SHOWN = 5
 """How many skipped-line problems --skip-bad prints before saying "and N more"."""
 
 
-class DecomposerName(str, Enum):
-    auto = "auto"
-    tagged = "tagged"
-    rules = "rules"
-    gsrm = "gsrm"
-
-
-class JudgeName(str, Enum):
-    exact = "exact"
-    lexical = "lexical"
-    llm = "llm"
+# Typer shows and checks an Enum's values as the option's choices.
+DecomposerName = Enum("DecomposerName", {name: name for name in DECOMPOSER_NAMES}, type=str)
+JudgeName = Enum("JudgeName", {name: name for name in JUDGE_NAMES}, type=str)
 
 
 @app.command()
@@ -44,8 +36,9 @@ def score(
              "rules (GSM8K-style computations); gsrm = the model with the gsrm adapter "
              "(needs --model).")] = DecomposerName.auto,
     judge: Annotated[JudgeName, typer.Option(
-        help="How two steps are compared: exact (normalised equality), lexical (token overlap, "
-             "numbers by value), llm (the model answers yes/no; needs --model).")] = JudgeName.lexical,
+        help="How two steps are compared: exact (normalised equality), lexical (content-word "
+             f"overlap F1 >= {LexicalJudge.DEFAULT_THRESHOLD}, numbers by value), llm (the model "
+             "answers yes/no; needs --model).")] = JudgeName.lexical,
     normalize: Annotated[bool, typer.Option(
         help="Divide each reward by the teacher's step count (0..1) instead of the authors' "
              "plain sum.")] = False,
@@ -70,12 +63,14 @@ def score(
         if needs_model:
             if model is None:
                 raise InputError(f"--model is required by {' and '.join(needs_model)}")
-            from rlkd_lite.models.loading import load_inference_model
+            from rlkd_lite.models.loading import GSRM_ADAPTER, load_inference_model
 
             loaded, tokenizer = load_inference_model(model, adapter=adapter)
-            # The loader registers a given adapter under the name "gsrm".
             model_options = {"model": loaded, "tokenizer": tokenizer,
-                             "adapter": "gsrm" if adapter else None}
+                             "adapter": GSRM_ADAPTER if adapter else None}
+        elif model is not None or adapter is not None:
+            err_console.print("[yellow]warning:[/] --model and --adapter are ignored: only "
+                              "--decomposer gsrm and --judge llm run a model", highlight=False)
         chosen_decomposer = make_decomposer(
             decomposer.value, **(model_options if decomposer is DecomposerName.gsrm else {}))
         chosen_judge = make_judge(judge.value, **(model_options if judge is JudgeName.llm else {}))

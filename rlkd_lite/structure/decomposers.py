@@ -63,10 +63,10 @@ _STATED_RESULT = re.compile(
     r"\s*[.!]?$",
     re.IGNORECASE,
 )
-# Sentences that state the final answer of the whole problem are not a step.
-_FINAL_ANSWER = re.compile(
-    r"^(?:so|thus|therefore|hence)?[\s,]*(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)|\\boxed",
-    re.IGNORECASE,
+# Sentences that state the final answer of the whole problem ("So the answer is 72.", or any
+# with a \boxed{...}) are not a step.
+_FINAL_ANSWER_START = re.compile(
+    r"(?:so|thus|therefore|hence)?[\s,]*(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)", re.IGNORECASE
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _CANONICAL_EXPRESSION = str.maketrans({"x": "*", "×": "*", "÷": "/", " ": None, "\t": None,
@@ -117,17 +117,20 @@ class RulesDecomposer:
         """The steps of one reasoning text."""
         steps: list[Step] = []
         context = ""  # sentences without a computation, waiting for the next step
-        for line in think_text(reasoning).splitlines():
+        text = think_text(reasoning)
+        # Checks on the whole text spare most lines the sentence split and the answer regex.
+        several_sentences = ". " in text or "! " in text or "? " in text
+        lowered = text.lower()
+        states_answer = "answer" in lowered or "\\boxed" in lowered
+        for line in text.splitlines():
             line = line.strip()
             if line.startswith("####"):
                 break
             if not line:
                 continue
-            # Most lines are one sentence, and these checks cost less than the split.
-            sentences = _SENTENCE_END.split(line) if ". " in line or "! " in line or "? " in line else (line,)
+            sentences = _SENTENCE_END.split(line) if several_sentences else (line,)
             for sentence in sentences:
-                lowered = sentence.lower()
-                if ("answer" in lowered or "\\boxed" in lowered) and _FINAL_ANSWER.search(sentence):
+                if states_answer and (_FINAL_ANSWER_START.match(sentence) or "\\boxed" in sentence):
                     continue
                 found = _sentence_steps(sentence, context)
                 if found:
