@@ -45,6 +45,12 @@ def test_lexical_answers_with_different_numbers_differ(teacher, student):
     assert LexicalJudge()([answer(teacher, student)]) == [False]
 
 
+def test_lexical_handles_numbers_too_long_for_int():
+    long_number = "1" * 5000  # int() refuses more than 4300 digits
+    assert LexicalJudge()([answer(long_number, "0" + long_number), answer(long_number, "1" * 4999),
+                           answer("1" * 400 + ".5", "2")]) == [True, False, False]
+
+
 def test_lexical_answers_without_numbers_fall_back_to_overlap():
     judge = LexicalJudge()
     assert judge([answer("red apples", "the red apples"), answer("red apples", "green pears"),

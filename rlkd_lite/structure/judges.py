@@ -56,7 +56,7 @@ class ExactJudge:
 
 # Tokens: numbers (with thousands separators and decimals), words, and arithmetic operators.
 # Operators are tokens so that "48/2" and "48*2" are different sub-problems.
-_TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+|[^\W\d_]+|[-+*/×÷^=%]")
+_TOKEN = re.compile(r"[0-9][0-9,]*(?:\.[0-9]+)?|\.[0-9]+|[^\W\d_]+|[-+*/×÷^=%]")
 _OPERATOR_SPELLINGS = {"×": "*", "÷": "/", "x": "*"}
 # Words that carry no content in a sub-problem or meta-reasoning sentence.
 _STOP_WORDS = frozenset(
@@ -70,9 +70,10 @@ _STOP_WORDS = frozenset(
 def _number_token(token: str) -> str:
     """The value of a number token as canonical text: "1,200" -> "1200", "24.0" -> "24"."""
     digits = token.replace(",", "")
-    if digits.isdecimal():
-        return str(int(digits))
-    value = float(digits)
+    if "." not in digits:
+        # Not int(): model output can hold numbers longer than int() accepts (4300 digits).
+        return digits.lstrip("0") or "0"
+    value = float(digits)  # a huge one is inf, which is not an integer: no int() below
     return str(int(value)) if value.is_integer() else repr(value)
 
 
@@ -87,13 +88,13 @@ class _Tokens:
 
 
 _EXPRESSION_CHARACTERS = re.compile(r"[\d\s.,$%()+*/x×÷^=-]+")
-_NUMBER_START = frozenset("0123456789.")
+_NUMBER_START = frozenset("0123456789.")  # the first characters of number tokens
 
 
 @functools.lru_cache(maxsize=1 << 17)
 def _tokens(text: str) -> _Tokens:
-    if text.isdecimal():  # the most common answer, a plain whole number
-        number = str(int(text))
+    if text.isascii() and text.isdigit():  # the most common answer, a plain whole number
+        number = _number_token(text)
         return _Tokens(frozenset((number,)), frozenset((number,)), (number,))
     words, numbers, every = set(), set(), []
     for token in _TOKEN.findall(text.lower()):
