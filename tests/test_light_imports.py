@@ -16,6 +16,7 @@ PROBE = f"""
 import json, sys
 import rlkd_lite.structure
 import rlkd_lite.eval.alignment as alignment
+import rlkd_lite.eval.render
 from rlkd_lite.structure import make_decomposer, make_judge
 result = alignment.score_files({str(EXAMPLES / "teacher.jsonl")!r}, {str(EXAMPLES / "student.jsonl")!r},
                                make_decomposer("rules"), make_judge("lexical"))
