@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -134,6 +135,8 @@ def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int, judge
     for variant in variants:
         out = workdir / f"run-{variant}"
         report = workdir / f"{variant}.json"
+        shutil.rmtree(out, ignore_errors=True)  # scratch runs: a bench never resumes
+        report.unlink(missing_ok=True)
         job = {"variant": variant, "recipe": recipe, "model_dir": str(model_dir),
                "steps": steps, "out_dir": str(out), "judge_pairs": judge_pairs}
         if on_variant:

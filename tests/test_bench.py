@@ -1,0 +1,59 @@
+"""`rlkd-lite bench` on a CPU with the tiny shape: the same code the GPU check runs.
+
+The plain-stack variant (grpo-hf) is left out here: without a GPU, TRL's Triton LM-head kernel
+only runs under Triton's interpreter, at minutes per step.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from rlkd_lite.cli import app
+from rlkd_lite.train.bench import BenchTargets, check_targets
+
+
+@pytest.mark.slow
+def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, [
+        "bench", "--recipe", "bench-tiny", "--shape", "tiny", "--steps", "2",
+        "--variants", "rlkd-unsloth,grpo-unsloth", "--judge-pairs", "6",
+        "--workdir", str(tmp_path), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    rlkd, grpo = report["results"]
+    assert (rlkd["variant"], grpo["variant"]) == ("rlkd-unsloth", "grpo-unsloth")
+    for r in (rlkd, grpo):
+        assert r["steps"] == 2 and r["step_time_s"] > 0 and r["generate_s"] > 0
+        assert r["train_s"] == pytest.approx(r["step_time_s"] - r["generate_s"] - r["rewards_s"])
+    assert rlkd["structure_decompose_s"] > 0 and grpo["structure_decompose_s"] == 0
+    assert rlkd["judge_pairs"] == 6 and rlkd["judge_batch_s"] > 0
+    assert any("structure reward" in t["goal"] for t in report["targets"])
+
+
+def test_targets_are_judged_from_the_numbers():
+    results = [
+        {"variant": "rlkd-unsloth", "step_time_s": 10.0, "structure_decompose_s": 1.0,
+         "structure_judge_s": 0.4, "peak_gpu_gib": 5.4},
+        {"variant": "grpo-unsloth", "step_time_s": 9.0},
+        {"variant": "grpo-hf", "step_time_s": 19.0},
+    ]
+    checks = check_targets(results, BenchTargets())
+
+    def find(words: str):
+        (hit,) = [(measured, met) for goal, measured, met in checks if words in goal]
+        return hit
+
+    assert find("plain TRL GRPO step") == ("0.53×", False)
+    assert find("of RLKD step") == ("14%", True)
+    assert find("peak GPU memory") == ("5.40 GiB", True)
+    assert find("Unsloth GRPO step") == ("+11%", True)
+    assert len(checks) == 4
+
+
+def test_a_variant_that_failed_is_left_out_of_the_targets():
+    checks = check_targets([{"variant": "rlkd-unsloth", "error": "exit code 1"},
+                            {"variant": "grpo-hf", "step_time_s": 19.0}], BenchTargets())
+    assert checks == []
