@@ -1,0 +1,193 @@
+"""`rlkd-lite eval` end to end on the tiny offline model, the metrics it computes, the refusal
+to evaluate a run on its own training problems, and `--compare`.
+
+Runs are made without training: a run directory is a config.yaml (written by `RunDir.prepare`
+as training writes it) and a LoRA adapter saved from the random tiny PeftModel.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rlkd_lite.cli import app
+from rlkd_lite.data.jsonl import write_json_atomic
+from rlkd_lite.data.problems import load_problems, write_problems_jsonl
+from rlkd_lite.eval import evaluate as evaluate_module
+from rlkd_lite.eval.evaluate import EvalResult, EvalSettings, evaluate, read_eval
+from rlkd_lite.train.config import load_config
+from rlkd_lite.train.rewards import render_target
+from rlkd_lite.train.run_dir import RunDir
+
+SYSTEM_PROMPT = "Answer the question. (eval test prompt)"
+
+
+def run_eval(*args: str):
+    """`rlkd-lite eval ARGS`: (exit code, output with whitespace collapsed)."""
+    result = CliRunner().invoke(app, ["eval", *args])
+    return result.exit_code, " ".join(result.output.split())
+
+
+def make_run(path: Path, model_dir: Path, adapter_model=None, **overrides) -> Path:
+    """A run directory as training leaves it: config.yaml and (optionally) adapter/."""
+    config = load_config("tiny-cpu", {"model": str(model_dir), "output_dir": str(path),
+                                      "system_prompt": SYSTEM_PROMPT, "subset": 8,
+                                      "max_completion_length": 8, **overrides})
+    RunDir(path).prepare(config.to_dict(), resume=False)
+    if adapter_model is not None:
+        adapter_model.save_pretrained(str(path / "adapter"), selected_adapters=["default"])
+    return path
+
+
+@pytest.fixture
+def tiny_run(tmp_path, tiny_model_dir, tiny_peft_model):
+    """A run on the synthetic train split, with the random (output-changing) student adapter."""
+    return make_run(tmp_path / "run", tiny_model_dir, tiny_peft_model)
+
+
+@pytest.mark.slow
+def test_eval_of_a_run_and_of_the_base_model(tiny_run, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, output = run_eval("--adapter", str(tiny_run), "--data", "synthetic", "--limit", "3",
+                            "--samples", "3", "--k", "1,2", "--show", "1")
+    assert code == 0, output
+    assert "divergence" in output  # the --show table marks the first divergence
+    trained = read_eval(tiny_run)  # written to RUN/eval.json by default
+    # Defaults come from the run: its model, its system prompt, its completion length.
+    assert trained.model == str(tiny_model_dir) and trained.run == str(tiny_run)
+    assert trained.settings["system_prompt"] == SYSTEM_PROMPT
+    assert trained.settings["max_new_tokens"] == 8
+    assert set(trained.metrics) == {"problems", "accuracy", "pass@1", "pass@2", "structure",
+                                    "completion_tokens"}
+    assert trained.metrics["problems"] == 3
+    assert [item["id"] for item in trained.items] == [f"syn-test-{i:06d}" for i in range(3)]
+    for item in trained.items:
+        assert 1 <= item["completion_tokens"] <= 8
+        assert 0 <= item["samples_correct"] <= 3
+        assert item["teacher_steps"]  # synthetic problems carry teacher traces
+    assert 0 < trained.metrics["completion_tokens"] <= 8
+
+    code, output = run_eval("--model", str(tiny_model_dir), "--recipe",
+                            str(tiny_run / "config.yaml"), "--data", "synthetic", "--limit", "3",
+                            "--output", "base/eval.json")
+    assert code == 0, output
+    base = read_eval(tmp_path / "base")
+    assert base.adapter is None and base.run is None and "pass@1" not in base.metrics
+    # The same prompts, but the adapter changes what the model writes.
+    assert [i["question"] for i in base.items] == [i["question"] for i in trained.items]
+    assert [i["completion"] for i in base.items] != [i["completion"] for i in trained.items]
+
+
+@pytest.mark.slow
+def test_metrics_from_known_completions(tiny_run, monkeypatch):
+    """accuracy, pass@k, structure and length computed from completions we choose: problem 0
+    answered with the teacher's own solution, the others wrong; sampled answers right 2, 1
+    and 0 times out of 4."""
+    problems = load_problems("synthetic", subset=3, split="test")
+    right = render_target(problems[0].reasoning, problems[0].answer, "think")
+    samples_right = [2, 1, 0]
+
+    def fake_generate(model, tokenizer, conversations, *, samples_per_prompt=1, temperature=None,
+                      **_):
+        assert len(conversations) == 3
+        assert conversations[0] == [{"role": "system", "content": SYSTEM_PROMPT},
+                                    {"role": "user", "content": problems[0].question}]
+        if temperature is None:
+            return [[(right, 40)], [("#### -1", 5)], [("no idea", 3)]]
+        assert samples_per_prompt == 4 and temperature == 0.5
+        return [[(f"#### {p.answer}", 4)] * c + [("#### -1", 4)] * (4 - c)
+                for p, c in zip(problems, samples_right)]
+
+    monkeypatch.setattr(evaluate_module, "generate_completions", fake_generate)
+    result = evaluate(EvalSettings(recipe="tiny-cpu", adapter=str(tiny_run), data="synthetic",
+                                   limit=3, samples=4, temperature=0.5))
+    assert result.metrics["accuracy"] == pytest.approx(1 / 3)
+    # pass@1 = mean(c / n); pass@4 = share of problems with any right sample
+    assert result.metrics["pass@1"] == pytest.approx((2 / 4 + 1 / 4 + 0) / 3)
+    assert result.metrics["pass@4"] == pytest.approx(2 / 3)
+    assert result.metrics["completion_tokens"] == pytest.approx((40 + 5 + 3) / 3)
+    # The teacher's own reasoning reproduces every teacher step (1 each); the others have none.
+    first = result.items[0]
+    assert first["correct"] and first["structure"] == len(first["teacher_steps"]) > 1
+    assert result.items[1]["predicted"] == "-1" and not result.items[1]["correct"]
+    assert result.metrics["structure"] == pytest.approx(len(first["teacher_steps"]) / 3)
+    assert [item["samples_correct"] for item in result.items] == samples_right
+
+
+def test_refuses_to_evaluate_a_run_on_its_training_problems(tmp_path, tiny_model_dir,
+                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    training = load_problems("synthetic", subset=6, split="train")
+    write_problems_jsonl(tmp_path / "train.jsonl", training)
+    run = make_run(tmp_path / "run", tiny_model_dir, data=str(tmp_path / "train.jsonl"), subset=4)
+
+    # The run's own file (its first 4 problems were trained on): refused, before any model loads.
+    code, output = run_eval("--adapter", str(run), "--data", str(tmp_path / "train.jsonl"))
+    assert code == 1
+    assert "refusing to evaluate: 4 of 6 eval problems are in the training set" in output
+    assert "'syn-train-000000'" in output
+
+    # Another file holding one training question under another id: refused too.
+    write_problems_jsonl(tmp_path / "other.jsonl", [
+        *load_problems("synthetic", subset=2, split="test"),
+        dataclasses.replace(training[2], id="renamed")])
+    code, output = run_eval("--adapter", str(run), "--data", str(tmp_path / "other.jsonl"))
+    assert code == 1 and "1 of 3 eval problems" in output and "'renamed'" in output
+
+    # Without --data the run's JSONL would be reused, which has no held-out split.
+    code, output = run_eval("--adapter", str(run))
+    assert code == 1 and "--data is required" in output
+
+    # A run started from this one (SFT -> RLKD) inherits its training problems (its own
+    # synthetic seed-1 problems do not overlap other.jsonl).
+    child = make_run(tmp_path / "child", tiny_model_dir, init_adapter=str(run), seed=1)
+    code, output = run_eval("--adapter", str(child), "--data", str(tmp_path / "other.jsonl"))
+    assert code == 1 and f"training set of run {run}" in output
+
+
+def test_bad_k_is_refused_before_loading_anything(tiny_model_dir):
+    code, output = run_eval("--model", str(tiny_model_dir), "--recipe", "tiny-cpu",
+                            "--samples", "2", "--k", "1,4")
+    assert code == 1 and "pass@k needs 1 <= k <= --samples (2); got k = 4" in output
+    code, output = run_eval("--model", str(tiny_model_dir), "--recipe", "tiny-cpu", "--k", "x")
+    assert code == 1 and "comma-separated integers" in output
+
+
+def write_eval(path: Path, accuracy: float, structure: float, problems: int = 50,
+               adapter: str | None = None) -> None:
+    result = EvalResult(
+        model="qwen2.5-1.5b", adapter=adapter, run=None, data="synthetic", split="test",
+        settings={"seed": 0, "decomposer": "auto", "judge": "lexical", "normalize": False},
+        metrics={"problems": problems, "accuracy": accuracy, "pass@4": accuracy + 0.1,
+                 "structure": structure, "completion_tokens": 120.5})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, result.to_json())
+
+
+def test_compare_puts_evaluations_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_eval(tmp_path / "base" / "eval.json", accuracy=0.25, structure=0.4)
+    write_eval(tmp_path / "rlkd" / "eval.json", accuracy=0.5, structure=1.25, adapter="rlkd")
+    write_eval(tmp_path / "grpo.json", accuracy=0.375, structure=0.5, problems=40)
+    code, output = run_eval("--compare", "base", "rlkd/eval.json", "grpo.json")
+    assert code == 0, output
+    for text in ("base", "rlkd", "grpo", "pass@4", "25.0%", "50.0%", "37.5%", "35.0%", "60.0%",
+                 "47.5%", "0.400", "1.250", "0.500", "120.5"):
+        assert text in output, text
+    assert "differ in data" in output  # grpo was evaluated on 40 problems, the others on 50
+
+
+def test_compare_reports_missing_and_bad_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.json").write_text(json.dumps({"model": "x"}))
+    code, output = run_eval("--compare", "nothere")
+    assert code == 1 and "nothere: not found: give an eval.json file or a directory" in output
+    code, output = run_eval("--compare", "bad.json")
+    assert code == 1 and "not an eval.json" in output
+    code, output = run_eval("--compare")
+    assert code == 1 and "needs eval.json files" in output
+    code, output = run_eval("bad.json")
+    assert code == 1 and "only for --compare" in output
