@@ -1,0 +1,179 @@
+"""A run's report: one self-contained HTML file, `rlkd-lite report RUN_DIR`.
+
+It shows the run's configuration, training curves from metrics.jsonl (each reward, the total
+reward, loss, step time and tokens/s; PNG images drawn with matplotlib's Agg renderer and
+embedded as base64, so the file needs nothing beside it), the eval table when RUN/eval.json
+exists, and the latest sample completions from samples.jsonl with their teacher/student step
+alignment (the same tables `rlkd-lite score --show` prints, the first divergence marked).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from rlkd_lite.data.jsonl import read_jsonl, write_text_atomic
+from rlkd_lite.errors import InputError, RlkdError
+from rlkd_lite.eval.alignment import ScoredPair
+from rlkd_lite.eval.evaluate import (EVAL_FILE, METRIC_TITLES, EvalResult, format_metric,
+                                     metric_names, read_eval)
+from rlkd_lite.eval.render import pair_table
+from rlkd_lite.structure.reward import StructureScore
+from rlkd_lite.structure.steps import parse_steps
+from rlkd_lite.train.config import REWARDS
+from rlkd_lite.train.run_dir import RunDir
+
+REPORT_FILE = "report.html"
+CURVES = (*((name, f"{name} reward") for name in REWARDS),
+          ("reward", "total reward (weighted)"), ("loss", "loss"),
+          ("step_time_s", "step time (s)"), ("tokens_per_s", "completion tokens per second"))
+"""(metrics.jsonl key, chart title) of every curve drawn when the run logged it."""
+CONFIG_SHOWN = ("model", "method", "backend", "data", "subset", "decomposer", "judge",
+                "max_steps", "num_generations", "max_completion_length", "learning_rate")
+"""The configuration fields at the top of the report (config.yaml has them all)."""
+_STYLE = """
+.rlkd-report { font-family: system-ui, sans-serif; max-width: 1200px; margin: 1em auto; }
+.rlkd-report table.kv td, .rlkd-report table.kv th { padding: 2px 10px; text-align: left; }
+.rlkd-report table.kv { border-collapse: collapse; }
+.rlkd-report table.kv tr:nth-child(even) { background: #f3f3f3; }
+.rlkd-report .curves { display: flex; flex-wrap: wrap; gap: 8px; }
+.rlkd-report .curves img { width: 380px; border: 1px solid #ddd; }
+.rlkd-report pre { white-space: pre-wrap; background: #f7f7f7; padding: 6px; }
+.rlkd-report pre.rich { background: #fff; font-size: 12px; line-height: 1.25; }
+.rlkd-report .note { color: #a60; }
+"""
+
+
+def read_metrics(run: RunDir) -> tuple[list[dict[str, Any]], int]:
+    """The rows of metrics.jsonl and how many lines could not be read (a torn last line after
+    a crash is skipped, not fatal)."""
+    if not run.metrics.is_file():
+        raise RlkdError(f"{run.path}: no {run.metrics.name} (not a run directory, or the run has "
+                        f"not logged a step yet)")
+    unreadable: list[InputError] = []
+    rows = [row for _, row in read_jsonl(run.metrics, on_error=unreadable.append)]
+    return rows, len(unreadable)
+
+
+def curve_png(rows: list[dict[str, Any]], key: str, title: str) -> bytes | None:
+    """A line chart of `key` over the steps as PNG bytes; None when no row has a number for it."""
+    points = [(row["step"], row[key]) for row in rows
+              if isinstance(row.get(key), (int, float)) and isinstance(row.get("step"), int)]
+    if not points:
+        return None
+    # A bare Figure (no pyplot) draws with Agg and leaves the caller's backend alone.
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.2, 2.6), dpi=110)
+    axes = figure.subplots()
+    steps, values = zip(*points)
+    axes.plot(steps, values, marker="o" if len(points) <= 30 else None, markersize=3)
+    axes.set_title(title, fontsize=10)
+    axes.set_xlabel("step", fontsize=8)
+    axes.tick_params(labelsize=8)
+    axes.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def latest_samples(run_dir: str | Path, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` samples (rows of samples.jsonl) of the last step that logged samples;
+    [] without samples."""
+    try:
+        rows = [row for _, row in read_jsonl(RunDir(Path(run_dir)).samples,
+                                             on_error=lambda _: None)]
+    except InputError:  # no samples.jsonl, or an empty one: the run logged no samples yet
+        return []
+    last_step = max(row.get("step", 0) for row in rows)
+    return [row for row in rows if row.get("step", 0) == last_step][:limit]
+
+
+def sample_pair(sample: dict[str, Any], label: str) -> ScoredPair | None:
+    """A logged sample's teacher/student step alignment; None when the run scored no structure
+    (grpo and sft runs log no steps)."""
+    if "student_steps" not in sample:
+        return None
+    teacher, student = parse_steps(sample["teacher_steps"]), parse_steps(sample["student_steps"])
+    step_rewards = sample["step_rewards"]
+    reward = sample.get("rewards", {}).get("structure", float(sum(step_rewards)))
+    score = StructureScore(reward, step_rewards, len(teacher), len(student),
+                           sample["first_divergence"])
+    return ScoredPair(label, teacher, student, score)
+
+
+def _rich_html(renderable: Any) -> str:
+    """A rich renderable (a step table) as an HTML fragment with inline colours."""
+    recorder = Console(record=True, width=130, file=io.StringIO(), force_terminal=True,
+                       color_system="truecolor")
+    recorder.print(renderable)
+    return recorder.export_html(inline_styles=True, code_format='<pre class="rich">{code}</pre>')
+
+
+def _key_value_table(rows: list[tuple[str, str]]) -> str:
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f'<table class="kv">{cells}</table>'
+
+
+def _eval_section(result: EvalResult) -> str:
+    what = [("model", result.model), ("adapter", result.adapter or "-"),
+            ("data", f"{result.data} ({result.split})")]
+    metrics = [(METRIC_TITLES.get(name, name), format_metric(name, result.metrics.get(name)))
+               for name in metric_names([result])]
+    return f"<h2>Evaluation</h2>{_key_value_table(what + metrics)}"
+
+
+def _samples_section(samples: list[dict[str, Any]]) -> str:
+    parts = [f"<h2>Samples (step {samples[0].get('step', '?')})</h2>"]
+    for index, sample in enumerate(samples, 1):
+        rewards = ", ".join(f"{name} {value:g}" for name, value in sample.get("rewards", {}).items())
+        parts.append(f"<h3>Sample {index}</h3><p><b>Question:</b> "
+                     f"{html.escape(sample.get('question', ''))}</p>"
+                     f"<p><b>Rewards:</b> {html.escape(rewards or '-')}</p>"
+                     f"<pre>{html.escape(sample.get('completion', ''))}</pre>")
+        pair = sample_pair(sample, f"sample {index}")
+        if pair is not None:
+            parts.append(_rich_html(pair_table(pair)))
+    return "".join(parts)
+
+
+def build_report(run_dir: str | Path, *, samples: int = 3, output: str | Path | None = None
+                 ) -> Path:
+    """Write the report of a run (default RUN/report.html) atomically and return its path."""
+    import yaml
+
+    run = RunDir(Path(run_dir).expanduser())
+    if not run.path.is_dir():
+        raise RlkdError(f"{run.path}: no such run directory")
+    rows, unreadable = read_metrics(run)
+    config = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run.config.is_file() else {}
+    title = f"rlkd-lite run {run.path.resolve().name}"
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             _key_value_table([(name, str(config[name])) for name in CONFIG_SHOWN
+                               if name in config]
+                              + [("steps logged", str(len(rows)))])]
+    if unreadable:
+        parts.append(f'<p class="note">{unreadable} unreadable line(s) of '
+                     f'{run.metrics.name} skipped</p>')
+    images = []
+    for key, chart_title in CURVES:
+        png = curve_png(rows, key, chart_title)
+        if png is not None:
+            images.append(f'<img alt="{html.escape(chart_title)}" '
+                          f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">')
+    parts.append(f'<h2>Training curves</h2><div class="curves">{"".join(images)}</div>')
+    if (run.path / EVAL_FILE).is_file():
+        parts.append(_eval_section(read_eval(run.path)))
+    shown = latest_samples(run.path, samples)
+    if shown:
+        parts.append(_samples_section(shown))
+    document = (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}'
+                f'</title><style>{_STYLE}</style></head>\n<body><div class="rlkd-report">\n'
+                + "\n".join(parts) + "\n</div></body></html>\n")
+    out = Path(output) if output else run.path / REPORT_FILE
+    write_text_atomic(out, document)
+    return out

@@ -1,0 +1,130 @@
+"""`rlkd-lite report` from a recorded run directory: the HTML is self-contained, its plots are
+real PNG images with something drawn on them, and the eval table and step alignments appear."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rlkd_lite.cli import app
+from rlkd_lite.data.jsonl import write_json_atomic
+from rlkd_lite.eval.evaluate import EvalResult
+from rlkd_lite.structure.steps import Step, render_steps
+
+TEACHER = [Step("First find what the notebooks cost.", "9*14", "126"),
+           Step("Then the rulers.", "5*4", "20")]
+STUDENT = [Step("First find what the notebooks cost.", "9*14", "126"),
+           Step("Add everything.", "126+20", "146")]
+# Logged by an RLKD run: every reward, loss, step time, tokens/s (step 2 lacks tokens/s).
+METRICS = [
+    {"step": 1, "step_time_s": 7.5, "loss": 0.0, "accuracy": 0.0, "format": 0.0,
+     "tag_count": 0.25, "structure": 0.5, "reward": 10.0, "tokens_per_s": 50.9},
+    {"step": 2, "step_time_s": 10.8, "loss": 0.01, "accuracy": 0.25, "format": 0.0,
+     "tag_count": 0.5, "structure": 0.75, "reward": 21.0},
+    {"step": 3, "step_time_s": 9.1, "loss": -0.02, "accuracy": 0.5, "format": 0.25,
+     "tag_count": 0.5, "structure": 1.25, "reward": 36.0, "tokens_per_s": 44.0},
+]
+CURVE_TITLES = ["accuracy reward", "format reward", "tag_count reward", "structure reward",
+                "total reward (weighted)", "loss", "step time (s)", "completion tokens per second"]
+
+
+def jsonl(rows) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def sample(step: int, question: str) -> dict:
+    return {"step": step, "question": question, "completion": "9 x 14 = 126 <b>not html</b>",
+            "rewards": {"accuracy": 0.0, "structure": 1.0},
+            "student_steps": render_steps(STUDENT), "teacher_steps": render_steps(TEACHER),
+            "step_rewards": [1.0, 0.0], "first_divergence": 1}
+
+
+@pytest.fixture
+def recorded_run(tmp_path) -> Path:
+    run = tmp_path / "rlkd-run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: qwen2.5-1.5b\nmethod: rlkd\ndata: synthetic\n")
+    (run / "metrics.jsonl").write_text(jsonl(METRICS))
+    (run / "samples.jsonl").write_text(jsonl(
+        [sample(1, "an early question"), sample(3, "Nadia buys notebooks"),
+         sample(3, "a second question"), sample(3, "a third question")]))
+    return run
+
+
+def report(*args: str):
+    result = CliRunner().invoke(app, ["report", *args])
+    return result.exit_code, result.output
+
+
+def embedded_images(html: str) -> list[bytes]:
+    return [base64.b64decode(data)
+            for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def test_report_embeds_a_curve_per_logged_metric(recorded_run):
+    from matplotlib.image import imread
+
+    code, output = report(str(recorded_run))
+    assert code == 0, output
+    html = (recorded_run / "report.html").read_text()
+    assert re.findall(r'<img alt="([^"]+)"', html) == CURVE_TITLES
+    assert "<img" in html and 'src="http' not in html and "<link" not in html  # self-contained
+    images = embedded_images(html)
+    assert len(images) == len(CURVE_TITLES)
+    for png in images:
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        pixels = imread(io.BytesIO(png))
+        height, width = pixels.shape[:2]
+        assert height > 100 and width > 200
+        assert pixels[..., :3].std() > 0.05  # lines, axes and text, not a blank canvas
+
+
+def test_report_shows_config_eval_and_latest_samples_aligned(recorded_run):
+    write_json_atomic(recorded_run / "eval.json", EvalResult(
+        model="qwen2.5-1.5b", adapter=str(recorded_run), run=str(recorded_run), data="synthetic",
+        split="test", settings={}, metrics={"problems": 20, "accuracy": 0.35, "pass@4": 0.6,
+                                            "structure": 1.125, "completion_tokens": 88.0}
+    ).to_json())
+    code, output = report(str(recorded_run), "--samples", "2")
+    assert code == 0, output
+    html = (recorded_run / "report.html").read_text()
+    assert "<th>model</th><td>qwen2.5-1.5b</td>" in html
+    assert "<th>steps logged</th><td>3</td>" in html
+    for text in ("<h2>Evaluation</h2>", "accuracy (greedy)", "35.0%", "pass@4", "60.0%",
+                 "1.125", "88.0"):
+        assert text in html, text
+    # The last logged step's first two samples, escaped, with their step tables.
+    assert "Samples (step 3)" in html
+    assert "Nadia buys notebooks" in html and "a second question" in html
+    assert "a third question" not in html and "an early question" not in html
+    assert "&lt;b&gt;not html&lt;/b&gt;" in html
+    assert html.count("Rewards:") == 2
+    assert "First find what the notebooks cost." in html and "126+20" in html
+    assert "divergence" in html  # the first divergence is marked in the step table
+
+
+def test_report_survives_a_torn_metrics_line_and_writes_elsewhere(recorded_run, tmp_path):
+    with open(recorded_run / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 4, "loss": 0.')  # a crash mid-write
+    (recorded_run / "samples.jsonl").unlink()
+    code, output = report(str(recorded_run), "--output", str(tmp_path / "out.html"))
+    assert code == 0, output
+    html = (tmp_path / "out.html").read_text()
+    assert "1 unreadable line(s) of metrics.jsonl skipped" in html
+    assert "Samples" not in html and "Evaluation" not in html
+    assert len(embedded_images(html)) == len(CURVE_TITLES)
+
+
+def test_report_errors_are_clean(tmp_path):
+    code, output = report(str(tmp_path / "nothere"))
+    assert code == 1 and "no such run directory" in output
+    code, output = report(str(tmp_path))
+    assert code == 1 and "no metrics.jsonl" in output
+    (tmp_path / "metrics.jsonl").write_text("")
+    code, output = report(str(tmp_path))
+    assert code == 1 and "empty file" in output
