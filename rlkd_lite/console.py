@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 console = Console(stderr=True)
 
@@ -18,3 +22,13 @@ def status(message: str) -> Iterator[None]:
     with console.status(message):
         yield
     console.print(f"[green]✓[/] {message} ({time.perf_counter() - start:.1f}s)", highlight=False)
+
+
+def item_progress(title: str) -> Progress:
+    """A rich progress bar for a loop over items: title, bar, done/total, the task's
+    description (a short running tally) and the time left. Use as a context manager."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeRemainingColumn)
+
+    return Progress(TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.description}"), TimeRemainingColumn(), console=console)

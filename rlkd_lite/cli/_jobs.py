@@ -1,0 +1,57 @@
+"""What `teach` and `gsrm label` share: the endpoint flags, and the summary of a resumable job."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from rlkd_lite.cli._common import console, err_console
+
+ApiBase = Annotated[Optional[str], typer.Option(
+    help="Root URL of an OpenAI-compatible chat-completions API, e.g. https://api.openai.com/v1 "
+         "or http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp, Ollama).")]
+ApiModel = Annotated[Optional[str], typer.Option(help="Model name to request from --api-base.")]
+ApiKeyEnv = Annotated[str, typer.Option(
+    help="NAME of the environment variable holding the API key (the key itself never goes on "
+         "the command line and is never printed). Unset: requests carry no key.")]
+Concurrency = Annotated[int, typer.Option(min=1, help="API requests in flight at once.")]
+Timeout = Annotated[float, typer.Option(min=0.001, help="Seconds to wait for one API reply.")]
+Retries = Annotated[int, typer.Option(
+    min=0, help="Retries of an API request after HTTP 429/5xx, a timeout or a dropped "
+                "connection, with exponential backoff.")]
+Backoff = Annotated[float, typer.Option(
+    min=0.0, help="Seconds before the first retry; doubles with each further retry.")]
+Rejects = Annotated[Optional[str], typer.Option(
+    help="Where rejected items go, with their reason (default: OUTPUT with .rejects.jsonl).")]
+
+
+def make_client(api_base: str, api_model: Optional[str], api_key_env: str, concurrency: int,
+                timeout: float, retries: int, backoff: float) -> Any:
+    """A `ChatClient` for the endpoint flags; says (on stderr) whether a key was found."""
+    from rlkd_lite.data.openai_client import ChatClient
+    from rlkd_lite.errors import InputError
+
+    if not api_model:
+        raise InputError("--api-model is required with --api-base")
+    client = ChatClient(api_base, api_model, api_key_env=api_key_env, timeout_s=timeout,
+                        max_retries=retries, backoff_s=backoff, concurrency=concurrency)
+    if not client.has_api_key:
+        err_console.print(f"[yellow]note:[/] ${escape(api_key_env)} is not set: requests carry "
+                          f"no API key", highlight=False)
+    return client
+
+
+def print_summary(title: str, summary: dict[str, Any]) -> None:
+    """The counts of a resumable job (see `ResumableOutput.summary`)."""
+    table = Table(title=title, show_header=False)
+    table.add_row("accepted", str(summary["accepted"]))
+    for reason, count in sorted(summary["rejected"].items()):
+        table.add_row(f"rejected: {reason}", str(count))
+    if summary["skipped"]:
+        table.add_row("skipped (done by an earlier run)", str(summary["skipped"]))
+    table.add_row("output", escape(summary["output"]))
+    if summary["rejected"]:
+        table.add_row("rejects", escape(summary["rejects"]))
+    console.print(table)

@@ -1,0 +1,88 @@
+"""Resumable outputs of long per-item jobs (`teach`, `gsrm label`).
+
+Accepted records go to one JSONL file, rejected ones (with a reason) to a second, each line
+appended and synced to disk as soon as its item is decided: a crash loses at most the items in
+flight, and a re-run skips every id already decided. Items rejected for a reason that may pass
+on a second try (a request that failed) are not counted as decided, so a re-run tries them again.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rlkd_lite.data.jsonl import append_jsonl, read_jsonl
+
+REQUEST_FAILED = "request_failed"
+"""Reject reason of an item whose request to a model or endpoint failed after its retries."""
+RETRYABLE_REASONS = frozenset({REQUEST_FAILED})
+"""Reasons a re-run tries again instead of skipping."""
+
+Item = TypeVar("Item")
+
+
+def default_rejects_path(path: str | os.PathLike[str]) -> Path:
+    """`out.jsonl` -> `out.rejects.jsonl`, next to it."""
+    path = Path(path)
+    return path.with_name(f"{path.name.removesuffix('.jsonl')}.rejects.jsonl")
+
+
+class ResumableOutput:
+    """An output JSONL and its rejects JSONL, with counts of what this run decided.
+
+    Every accepted row must carry a string "id". Lines of an earlier run that cannot be read
+    (a line torn by a crash) are ignored, so their items are redone; `unreadable_lines` counts
+    them.
+    """
+
+    def __init__(self, path: str | os.PathLike[str],
+                 rejects_path: str | os.PathLike[str] | None = None):
+        self.path = Path(path)
+        self.rejects_path = Path(rejects_path) if rejects_path else default_rejects_path(path)
+        if self.path.resolve() == self.rejects_path.resolve():
+            raise ValueError("the output and the rejects file must differ")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rejects_path.parent.mkdir(parents=True, exist_ok=True)
+        self.unreadable_lines = 0
+        self.decided: set[str] = self._ids(self.path) | self._ids(
+            self.rejects_path, lambda row: row.get("reason") not in RETRYABLE_REASONS)
+        self.accepted = 0
+        self.rejected: Counter[str] = Counter()
+        self.skipped = 0
+
+    def pending(self, items: Sequence[Item], item_id: Callable[[Item], str]) -> list[Item]:
+        """The items whose id no earlier run decided (the others are counted as skipped)."""
+        todo = [item for item in items if item_id(item) not in self.decided]
+        self.skipped += len(items) - len(todo)
+        return todo
+
+    def accept(self, row: dict[str, Any]) -> None:
+        append_jsonl(self.path, row)
+        self.decided.add(row["id"])
+        self.accepted += 1
+
+    def reject(self, item_id: str | None, reason: str, detail: str, **extra: Any) -> None:
+        """Record why an item was not accepted; `item_id` None for input with no readable id."""
+        append_jsonl(self.rejects_path, {"id": item_id, "reason": reason, "detail": detail,
+                                         **extra})
+        if item_id is not None and reason not in RETRYABLE_REASONS:
+            self.decided.add(item_id)
+        self.rejected[reason] += 1
+
+    def summary(self) -> dict[str, Any]:
+        """What this run did: accepted, rejected (per reason), skipped as already decided."""
+        return {"accepted": self.accepted, "rejected": dict(self.rejected),
+                "skipped": self.skipped, "output": str(self.path),
+                "rejects": str(self.rejects_path)}
+
+    def _ids(self, path: Path, keep: Callable[[dict], bool] = lambda row: True) -> set[str]:
+        if not path.is_file() or path.stat().st_size == 0:
+            return set()
+
+        def unreadable(_error: Exception) -> None:
+            self.unreadable_lines += 1
+
+        return {str(row["id"]) for _, row in read_jsonl(path, on_error=unreadable)
+                if row.get("id") is not None and keep(row)}

@@ -1,0 +1,247 @@
+"""`rlkd-lite gsrm label`: labels from the rules decomposer, from a real loopback HTTP server
+speaking the chat-completions protocol, and from a user's file; rejects and resumption."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from chat_server import ChatServer, Reply, last_user_message
+from typer.testing import CliRunner
+
+from rlkd_lite.cli import app
+from rlkd_lite.data.problems import load_problems
+from rlkd_lite.data.resumable import ResumableOutput
+from rlkd_lite.errors import InputError
+from rlkd_lite.structure.decomposers import RulesDecomposer
+from rlkd_lite.structure.steps import Step, render_steps
+from rlkd_lite.train.gsrm import label_from_file, label_with_rules, read_label_examples
+
+SECRET = "sk-test-do-not-print-4242"
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def cli(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, " ".join(result.output.split())
+
+
+# ---------------------------------------------------------------------------------------------
+# rules
+
+def test_rules_labels_every_synthetic_problem(tmp_path):
+    problems = load_problems("synthetic", subset=12)
+    out = ResumableOutput(tmp_path / "labels.jsonl")
+    summary = label_with_rules(problems, out)
+    assert summary["accepted"] == 12 and summary["rejected"] == {}
+    rows = read_lines(tmp_path / "labels.jsonl")
+    assert [row["id"] for row in rows] == [p.id for p in problems]
+    rules = RulesDecomposer()
+    for row, problem in zip(rows, problems):
+        assert set(row) == {"id", "question", "reasoning", "steps", "source"}
+        assert row["source"] == "rules" and row["reasoning"] == problem.reasoning
+        assert [Step(**s) for s in row["steps"]] == rules.decompose(problem.reasoning)
+    # The file reads back as training examples.
+    assert [e.id for e in read_label_examples(tmp_path / "labels.jsonl")] == [p.id for p in problems]
+
+
+def test_rules_rejects_traces_it_cannot_label(tmp_path):
+    good, no_math, steps_only = load_problems("synthetic", subset=3)
+    no_math = replace(no_math, reasoning="She thinks about it and decides to buy them all.")
+    steps_only = replace(steps_only, reasoning=None)
+    out = ResumableOutput(tmp_path / "labels.jsonl")
+    summary = label_with_rules([good, no_math, steps_only], out)
+    assert summary["accepted"] == 1
+    assert summary["rejected"] == {"no_steps": 1, "no_reasoning": 1}
+    rejects = {row["id"]: row["reason"] for row in read_lines(tmp_path / "labels.rejects.jsonl")}
+    assert rejects == {no_math.id: "no_steps", steps_only.id: "no_reasoning"}
+
+
+def test_rules_labelling_resumes_after_a_torn_line(tmp_path):
+    problems = load_problems("synthetic", subset=6)
+    path = tmp_path / "labels.jsonl"
+    label_with_rules(problems[:4], ResumableOutput(path))
+    # A crash in the middle of writing the fourth line:
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:3]) + lines[3][:25])
+    out = ResumableOutput(path)
+    assert out.unreadable_lines == 1
+    summary = label_with_rules(problems, out)
+    assert summary["skipped"] == 3 and summary["accepted"] == 3
+    ids = [row["id"] for row in read_jsonl_readable(path)]
+    assert sorted(ids) == sorted(p.id for p in problems)  # each once; the torn line is redone
+
+
+def read_jsonl_readable(path: Path) -> list[dict]:
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return rows
+
+
+def test_label_command_from_rules(tmp_path):
+    code, output = cli("gsrm", "label", "--from", "rules", "--data", "synthetic", "--subset", "5",
+                       "--output", str(tmp_path / "labels.jsonl"))
+    assert code == 0, output
+    assert "accepted │ 5" in output
+    assert len(read_lines(tmp_path / "labels.jsonl")) == 5
+    code, output = cli("gsrm", "label", "--from", "rules", "--data", "synthetic", "--subset", "5",
+                       "--output", str(tmp_path / "labels.jsonl"))
+    assert code == 0 and "skipped (done by an earlier run) │ 5" in output
+    assert len(read_lines(tmp_path / "labels.jsonl")) == 5
+
+
+def test_label_command_rejects_an_unknown_source(tmp_path):
+    code, output = cli("gsrm", "label", "--from", "magic", "--output", str(tmp_path / "x.jsonl"))
+    assert code == 1 and "expected rules, api or a path to a .jsonl file" in output
+
+
+# ---------------------------------------------------------------------------------------------
+# api
+
+def test_label_from_api_accepts_good_replies_and_records_every_failure(tmp_path, monkeypatch):
+    """Seven problems, each meeting the server in a different mood; then a second run."""
+    moods = ("good", "good-too", "prose", "500-once", "500-always", "slow-once", "not-json")
+    problems = load_problems("synthetic", subset=len(moods))
+    by_mood = {mood: problem for mood, problem in zip(moods, problems)}
+    id_of = {mood: problem.id for mood, problem in by_mood.items()}
+    healed = False  # on the second run the server has recovered
+
+    def respond(request, attempt):
+        user = last_user_message(request)
+        mood = next(mood for mood, problem in by_mood.items() if problem.question in user)
+        steps = render_steps(by_mood[mood].steps)
+        if healed or mood.startswith("good"):
+            return Reply(steps)
+        if mood == "prose":
+            return Reply("I would rather not split this into steps.")
+        if mood == "500-once":
+            return Reply(status=500, body=b'{"error": {"message": "overloaded"}}') \
+                if attempt == 1 else Reply(steps)
+        if mood == "500-always":
+            return Reply(status=503, body=b"upstream down")
+        if mood == "slow-once":
+            return Reply(steps, delay_s=1.5 if attempt == 1 else 0.0)
+        return Reply(body=b"<html>not json</html>")
+
+    problems_file = tmp_path / "problems.jsonl"
+    from rlkd_lite.data.problems import write_problems_jsonl
+
+    write_problems_jsonl(problems_file, problems)
+    monkeypatch.setenv("RLKD_TEST_API_KEY", SECRET)
+    output = tmp_path / "labels.jsonl"
+    with ChatServer(respond) as server:
+        args = ("gsrm", "label", "--from", "api", "--data", str(problems_file),
+                "--output", str(output), "--api-base", server.base_url,
+                "--api-model", "decomposer-x", "--api-key-env", "RLKD_TEST_API_KEY",
+                "--timeout", "0.5", "--retries", "2", "--backoff", "0.01", "--concurrency", "3")
+        code, printed = cli(*args)
+        assert code == 0, printed
+        accepted = {row["id"]: row for row in read_lines(output)}
+        assert set(accepted) == {id_of[m] for m in ("good", "good-too", "500-once", "slow-once")}
+        for row in accepted.values():
+            problem = next(p for p in problems if p.id == row["id"])
+            assert [Step(**s) for s in row["steps"]] == list(problem.steps)
+            assert row["source"] == "api:decomposer-x"
+        rejects = {row["id"]: row for row in read_lines(tmp_path / "labels.rejects.jsonl")}
+        assert {i: r["reason"] for i, r in rejects.items()} == {
+            id_of["prose"]: "unparseable", id_of["500-always"]: "request_failed",
+            id_of["not-json"]: "request_failed"}
+        assert "HTTP 503" in rejects[id_of["500-always"]]["detail"]
+        assert "3 attempts" in rejects[id_of["500-always"]]["detail"]
+        assert "malformed response" in rejects[id_of["not-json"]]["detail"]
+        assert rejects[id_of["prose"]]["reply"].startswith("I would rather not")
+        assert "accepted │ 4" in printed and "rejected: request_failed │ 2" in printed
+        assert "rejected: unparseable │ 1" in printed
+        # The key travels as a bearer token and nowhere else.
+        assert {auth for _, auth, _ in server.requests} == {f"Bearer {SECRET}"}
+        assert SECRET not in printed
+        assert all(SECRET not in p.read_text() for p in tmp_path.glob("*.jsonl"))
+        # Requests are the few-shot decomposition prompt, greedy.
+        _, _, body = server.requests[0]
+        assert body["model"] == "decomposer-x" and body["temperature"] == 0.0
+        assert len(body["messages"]) == 6  # system, two worked examples, the request
+
+        # Second run: decided items are skipped; only failed requests are tried again.
+        healed = True
+        before = len(server.requests)
+        code, printed = cli(*args)
+        assert code == 0, printed
+        assert len(server.requests) - before == 2
+        assert "skipped (done by an earlier run) │ 5" in printed and "accepted │ 2" in printed
+    assert len(read_lines(output)) == 6  # every id once; "prose" stays rejected
+
+
+def test_label_from_api_stops_on_a_bad_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLKD_TEST_API_KEY", SECRET)
+
+    def respond(request, attempt):
+        return Reply(status=401, body=b'{"error": {"message": "invalid api key"}}')
+
+    with ChatServer(respond) as server:
+        code, output = cli("gsrm", "label", "--from", "api", "--data", "synthetic",
+                           "--subset", "3", "--output", str(tmp_path / "labels.jsonl"),
+                           "--api-base", server.base_url, "--api-model", "m",
+                           "--api-key-env", "RLKD_TEST_API_KEY", "--backoff", "0.01")
+        assert len(server.requests) <= 3  # no retries of a fatal status
+    assert code == 1
+    assert "HTTP 401" in output and "$RLKD_TEST_API_KEY" in output and SECRET not in output
+
+
+def test_label_from_api_needs_a_base_url(tmp_path):
+    code, output = cli("gsrm", "label", "--from", "api", "--output", str(tmp_path / "x.jsonl"))
+    assert code == 1 and "--api-base" in output
+
+
+# ---------------------------------------------------------------------------------------------
+# the user's file
+
+GOOD_STEPS = [{"meta": "Start with the total.", "query": "What is 2+3?", "answer": "5"}]
+
+
+def test_label_from_file_keeps_valid_examples_and_rejects_the_rest(tmp_path):
+    tagged = render_steps([Step("Start with the total.", "What is 2+3?", "5")])
+    lines = [
+        {"id": "a", "question": "Q?", "reasoning": "2+3 = 5", "steps": GOOD_STEPS},
+        {"id": "b", "question": "Q?", "reasoning": "2+3 = 5", "steps": tagged},
+        "not json at all",
+        {"id": "c", "question": "Q?", "steps": GOOD_STEPS},
+        {"id": "d", "question": "Q?", "reasoning": "r", "steps": "no tags in here"},
+        {"id": "e", "question": "Q?", "reasoning": "r", "steps": "[Sub-problem 1]: 2+3?"},
+        {"id": "a", "question": "Q?", "reasoning": "r", "steps": GOOD_STEPS},
+        {"question": "Q?", "reasoning": "r", "steps": GOOD_STEPS, "source": "mine"},
+    ]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n"
+                            for line in lines))
+    out = ResumableOutput(tmp_path / "labels.jsonl")
+    summary = label_from_file(path, out)
+    assert summary["accepted"] == 3
+    assert summary["rejected"] == {"invalid": 3, "empty_part": 1, "duplicate_id": 1}
+    accepted = {row["id"]: row for row in read_lines(tmp_path / "labels.jsonl")}
+    assert set(accepted) == {"a", "b", "8"}  # no id: the line number
+    assert accepted["b"]["steps"] == GOOD_STEPS and accepted["a"]["source"] == str(path)
+    assert accepted["8"]["source"] == "mine"
+    details = [row["detail"] for row in read_lines(tmp_path / "labels.rejects.jsonl")]
+    assert any(":3:" in d and "not valid JSON" in d for d in details)
+    assert any(":4:" in d and "'reasoning'" in d for d in details)
+    assert any(":5:" in d and "without step tags" in d for d in details)
+    assert any("step 1 has an empty meta-reasoning" in d for d in details)
+
+
+def test_read_label_examples_is_strict(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    path.write_text(json.dumps({"id": 1, "question": "Q?", "reasoning": "r",
+                                "steps": GOOD_STEPS}) + "\n"
+                    + json.dumps({"id": 2, "question": "Q?", "reasoning": "r",
+                                  "steps": [{"meta": "m", "query": "", "answer": "5"}]}) + "\n")
+    with pytest.raises(InputError) as error:
+        read_label_examples(path)
+    assert error.value.line == 2 and error.value.field == "steps[0].query"

@@ -1,0 +1,161 @@
+"""`rlkd-lite teach`: teacher traces from a real loopback chat-completions server and from a
+tiny local model; first right trace kept, wrong ones and failed requests recorded, resumable."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from chat_server import ChatServer, Reply, last_user_message
+from typer.testing import CliRunner
+
+from rlkd_lite.cli import app
+from rlkd_lite.data.problems import load_problems, write_problems_jsonl
+from rlkd_lite.data.teacher import TEACHER_SYSTEM_PROMPT, trace_reasoning
+
+SECRET = "sk-teach-secret-777"
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def cli(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_trace_reasoning_drops_the_answer_line_and_think_tags():
+    assert trace_reasoning("2+3 = 5 apples.\n#### 5") == "2+3 = 5 apples."
+    assert trace_reasoning("<think>\n2+3 = 5\n</think>\nThe answer is #### 5") == "2+3 = 5"
+    assert trace_reasoning("2+3 = 5, so the answer is 5.") == "2+3 = 5, so the answer is 5."
+
+
+@pytest.fixture
+def problems_file(tmp_path):
+    """Six problems, in a JSONL file with question and answer only (no traces yet)."""
+    problems = load_problems("synthetic", subset=6)
+    path = tmp_path / "problems.jsonl"
+    path.write_text("".join(json.dumps({"id": p.id, "question": p.question, "answer": p.answer})
+                            + "\n" for p in problems))
+    return path, problems
+
+
+def test_teach_from_api_keeps_the_first_right_trace(problems_file, tmp_path, monkeypatch):
+    path, problems = problems_file
+    moods = ("right", "wrong-then-right", "always-wrong", "500-once", "slow-once", "not-json")
+    by_mood = dict(zip(moods, problems))
+    healed = False
+
+    def respond(request, attempt):
+        question = last_user_message(request)
+        mood = next(m for m, p in by_mood.items() if p.question == question)
+        problem = by_mood[mood]
+        right = Reply(f"{problem.reasoning}\n#### {problem.answer}")
+        wrong = Reply(f"Let me guess.\n#### {int(float(problem.answer)) + 1}")
+        if healed or mood == "right":
+            return right
+        if mood == "wrong-then-right":
+            return wrong if attempt == 1 else right
+        if mood == "always-wrong":
+            return wrong if attempt % 2 else Reply("I am not sure, sorry.")
+        if mood == "500-once":
+            return Reply(status=500, body=b"oops") if attempt == 1 else right
+        if mood == "slow-once":
+            return Reply(right.content, delay_s=1.5 if attempt == 1 else 0.0)
+        return Reply(body=b'{"choices": []}')
+
+    monkeypatch.setenv("RLKD_TEACH_KEY", SECRET)
+    output = tmp_path / "teacher.jsonl"
+    with ChatServer(respond) as server:
+        args = ("teach", "--data", str(path), "--output", str(output),
+                "--api-base", server.base_url, "--api-model", "teacher-x",
+                "--api-key-env", "RLKD_TEACH_KEY", "--samples", "3", "--temperature", "0.8",
+                "--max-new-tokens", "300", "--timeout", "0.5", "--retries", "2",
+                "--backoff", "0.01", "--concurrency", "4")
+        code, printed = cli(*args)
+        assert code == 0, printed
+        kept = {row["id"]: row for row in read_lines(output)}
+        ids = {m: p.id for m, p in by_mood.items()}
+        assert set(kept) == {ids[m] for m in ("right", "wrong-then-right", "500-once", "slow-once")}
+        assert kept[ids["right"]]["attempts"] == 1
+        assert kept[ids["wrong-then-right"]]["attempts"] == 2
+        for row in kept.values():
+            problem = next(p for p in problems if p.id == row["id"])
+            assert row == {"id": problem.id, "question": problem.question, "answer": problem.answer,
+                           "reasoning": problem.reasoning, "source": "teacher:teacher-x",
+                           "attempts": row["attempts"]}
+        rejects = {row["id"]: row for row in read_lines(tmp_path / "teacher.rejects.jsonl")}
+        assert rejects[ids["always-wrong"]]["reason"] == "no_correct_trace"
+        wrong_answer = str(int(float(by_mood["always-wrong"].answer)) + 1)
+        assert rejects[ids["always-wrong"]]["answers"] == [wrong_answer, None, wrong_answer]
+        assert rejects[ids["not-json"]]["reason"] == "request_failed"
+        assert "malformed response" in rejects[ids["not-json"]]["detail"]
+        assert "accepted │ 4" in printed and "rejected: no_correct_trace │ 1" in printed
+        # Requests: the teacher prompt, the sampling settings, the key as a bearer token only.
+        _, auth, body = server.requests[0]
+        assert auth == f"Bearer {SECRET}" and SECRET not in printed
+        assert body["messages"][0] == {"role": "system", "content": TEACHER_SYSTEM_PROMPT}
+        assert body["temperature"] == 0.8 and body["max_tokens"] == 300
+        assert body["model"] == "teacher-x"
+
+        # Re-run: only the failed request is tried again (a wrong teacher is not re-asked).
+        healed = True
+        before = len(server.requests)
+        code, printed = cli(*args)
+        assert code == 0, printed
+        assert len(server.requests) - before == 1
+        assert "skipped (done by an earlier run) │ 5" in printed
+    assert len(read_lines(output)) == 5
+    # The output is a teacher file for the problems, and a problem file by itself.
+    with_traces = load_problems(str(path), teacher=output, require_trace=False)
+    assert sum(p.reasoning is not None for p in with_traces) == 5
+    assert [p.id for p in load_problems(str(output))] == [row["id"] for row in read_lines(output)]
+
+
+def test_teach_needs_exactly_one_teacher(tmp_path):
+    code, output = cli("teach", "--output", str(tmp_path / "t.jsonl"))
+    assert code == 1 and "exactly one teacher" in output
+    code, output = cli("teach", "--output", str(tmp_path / "t.jsonl"), "--model", "x/y",
+                       "--api-base", "http://127.0.0.1:1/v1")
+    assert code == 1 and "exactly one teacher" in output
+
+
+@pytest.mark.slow
+def test_teach_with_a_local_model(tiny_model_dir, tmp_path):
+    """The tiny random model never answers right: every problem ends rejected after K samples,
+    each sample's extracted answer recorded; a re-run asks the model nothing."""
+    problems = load_problems("synthetic", subset=3)
+    path = tmp_path / "problems.jsonl"
+    write_problems_jsonl(path, problems)
+    output = tmp_path / "teacher.jsonl"
+    args = ("teach", "--data", str(path), "--output", str(output), "--model", str(tiny_model_dir),
+            "--samples", "2", "--max-new-tokens", "6", "--batch-size", "2", "--seed", "1")
+    code, printed = cli(*args)
+    assert code == 0, printed
+    rejects = read_lines(tmp_path / "teacher.rejects.jsonl")
+    assert sorted(row["id"] for row in rejects) == sorted(p.id for p in problems)
+    assert all(row["reason"] == "no_correct_trace" and len(row["answers"]) == 2
+               for row in rejects)
+    assert "rejected: no_correct_trace │ 3" in printed
+    code, printed = cli(*args)
+    assert code == 0 and "skipped (done by an earlier run) │ 3" in printed
+
+
+@pytest.mark.slow
+def test_local_teacher_samples_one_reply_per_conversation(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlkd_lite.data.teacher import LocalTeacher, teacher_messages
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    greedy = LocalTeacher(model, tokenizer, name="tiny", batch_size=2, max_new_tokens=5,
+                          temperature=0.0)
+    conversations = [teacher_messages(q) for q in ("What is 2+2?", "A much longer question "
+                                                   "about apples and pears?", "Hi?")]
+    replies = greedy.sample(conversations)
+    assert len(replies) == 3 and all(isinstance(r, str) for r in replies)
+    # Batching and order do not change what each conversation gets (greedy).
+    assert greedy.sample(conversations[::-1]) == replies[::-1]
+    assert greedy.source == "teacher:tiny"
