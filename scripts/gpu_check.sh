@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The project's GPU check, run once per session on a lent GPU machine (see shared GPU.md):
+#   1. `rlkd-lite bench` on a random-initialised Qwen2.5-1.5B shape (4-bit, LoRA r16,
+#      8 generations x 256 tokens): rlkd through Unsloth with the in-process GSRM, grpo through
+#      Unsloth, plain TRL+PEFT+bitsandbytes grpo; step time by stage, tokens/s, peak memory.
+#   2. scripts/gpu_gsrm_check.py: `gsrm train` steps in 4-bit and the gsrm decomposer's
+#      generation throughput on 64 traces.
+# Needs the wheels in ./.whl (../shared/gpu/fetch_wheels.sh typer rich markdown-it-py mdurl
+# pygments shellingham annotated-doc) carried along. Writes logs and JSON to $OUT.
+# A dry run on a CPU: SKIP_WHEELS=1 BENCH_RECIPE=bench-tiny BENCH_SHAPE=tiny bash scripts/gpu_check.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/rlkd-gpu-out}
+WORK=${WORK:-/tmp/rlkd-bench}
+mkdir -p "$OUT"
+LOG="$OUT/bench.log"
+if [ -z "${SKIP_WHEELS:-}" ]; then
+  SITE=$(mktemp -d)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" .whl/*.whl || exit 1
+  export PYTHONPATH=$SITE:$PWD
+fi
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 COLUMNS=160
+PY=${PYTHON:-python3}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"
+  $PY -c "import torch, transformers, trl, peft, unsloth; print('torch', torch.__version__, \
+'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, \
+'unsloth', unsloth.__version__)" 2>&1 | tail -1; } | tee "$LOG"
+
+timeout "${BENCH_TIMEOUT:-420}" $PY -m rlkd_lite bench --recipe "${BENCH_RECIPE:-bench-qwen2.5-1.5b}" \
+  --shape "${BENCH_SHAPE:-qwen2.5-1.5b}" --steps "${BENCH_STEPS:-3}" \
+  --variants "${BENCH_VARIANTS:-rlkd-unsloth,grpo-unsloth,grpo-hf}" \
+  --workdir "$WORK" --json "$OUT/bench.json" 2>&1 | grep -v "Loading weights\|_pytree\|torchao" \
+  | tee -a "$LOG"
+# What each variant finished, even if the bench as a whole ran out of time.
+cp "$WORK"/*-*.json "$OUT"/ 2>/dev/null
+for run in "$WORK"/run-*; do
+  [ -f "$run/metrics.jsonl" ] && sed "s/^{/{\"variant\": \"${run##*/run-}\", /" "$run/metrics.jsonl"
+done > "$OUT/metrics.jsonl"
+
+if [ -f scripts/gpu_gsrm_check.py ]; then
+  timeout "${GSRM_TIMEOUT:-150}" $PY scripts/gpu_gsrm_check.py --model-dir "$WORK/random-${BENCH_SHAPE:-qwen2.5-1.5b}" \
+    2>&1 | grep -v "Loading weights\|_pytree\|torchao" | tee "$OUT/gsrm.log"
+fi
