@@ -46,7 +46,8 @@ def test_rules_labels_every_synthetic_problem(tmp_path):
         assert row["source"] == "rules" and row["reasoning"] == problem.reasoning
         assert [Step(**s) for s in row["steps"]] == rules.decompose(problem.reasoning)
     # The file reads back as training examples.
-    assert [e.id for e in read_label_examples(tmp_path / "labels.jsonl")] == [p.id for p in problems]
+    examples = read_label_examples(tmp_path / "labels.jsonl")
+    assert [e.id for e in examples] == [p.id for p in problems]
 
 
 def test_rules_rejects_traces_it_cannot_label(tmp_path):

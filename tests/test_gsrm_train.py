@@ -80,7 +80,8 @@ def test_evaluation_metrics():
     assert metrics["step_count_agreement"] == pytest.approx(1 / 3)
     assert metrics["mean_structure_reward"] == pytest.approx((2 + 1.5 + 0) / 3)
     assert metrics["mean_structure_reward_normalized"] == pytest.approx((1 + 0.5 + 0) / 3)
-    assert metrics["mean_label_steps"] == 2 and metrics["mean_predicted_steps"] == pytest.approx(4 / 3)
+    assert metrics["mean_label_steps"] == 2
+    assert metrics["mean_predicted_steps"] == pytest.approx(4 / 3)
     with pytest.raises(ValueError):
         evaluate_decompositions(labels, predicted[:2])
 

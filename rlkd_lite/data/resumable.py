@@ -71,6 +71,10 @@ class ResumableOutput:
             self.decided.add(item_id)
         self.rejected[reason] += 1
 
+    def tally(self) -> str:
+        """This run's counts in a few words, for a progress bar."""
+        return f"{self.accepted} kept, {sum(self.rejected.values())} rejected"
+
     def summary(self) -> dict[str, Any]:
         """What this run did: accepted, rejected (per reason), skipped as already decided."""
         return {"accepted": self.accepted, "rejected": dict(self.rejected),

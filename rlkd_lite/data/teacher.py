@@ -156,8 +156,7 @@ def generate_teacher_traces(problems: Sequence[Problem], teacher: TeacherSampler
                               f"no right final answer in {samples} sample(s)",
                               answers=attempts.answers)
                 progress.advance(task)
-            progress.update(task, description=f"{output.accepted} kept, "
-                                              f"{sum(output.rejected.values())} rejected")
+            progress.update(task, description=output.tally())
     return output.summary()
 
 

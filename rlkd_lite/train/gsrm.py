@@ -39,7 +39,7 @@ from rlkd_lite.train.run_dir import RunDir
 NO_REASONING = "no_reasoning"
 """The problem's teacher trace is given only as steps: there is no text to decompose."""
 NO_STEPS = "no_steps"
-"""The rules decomposer found no computation in the reasoning."""
+"""No steps: the rules decomposer found no computation in the reasoning."""
 UNPARSEABLE = "unparseable"
 """The endpoint's reply holds no tagged steps."""
 EMPTY_PART = "empty_part"
@@ -65,10 +65,10 @@ class LabelExample:
                 "steps": [asdict(step) for step in self.steps], "source": self.source}
 
 
-def label_problem(steps: Sequence[Step]) -> tuple[str, str] | None:
+def label_defect(steps: Sequence[Step]) -> tuple[str, str] | None:
     """Why `steps` cannot be a label, as (reason, detail); None when they can."""
     if not steps:
-        return NO_STEPS, "no steps"
+        return NO_STEPS, "no steps found"
     for number, step in enumerate(steps, 1):
         for part, text in (("meta-reasoning", step.meta), ("sub-problem", step.query),
                            ("answer", step.answer)):
@@ -79,11 +79,11 @@ def label_problem(steps: Sequence[Step]) -> tuple[str, str] | None:
 
 def _record(output: ResumableOutput, example: LabelExample) -> None:
     """Accept `example` into `output`, or reject it with the reason its steps fail."""
-    problem = label_problem(example.steps)
-    if problem is None:
+    defect = label_defect(example.steps)
+    if defect is None:
         output.accept(example.to_json())
     else:
-        output.reject(example.id, *problem)
+        output.reject(example.id, *defect)
 
 
 def _with_reasoning(problems: Sequence[Problem], output: ResumableOutput) -> list[Problem]:
@@ -102,12 +102,8 @@ def label_with_rules(problems: Sequence[Problem], output: ResumableOutput) -> di
     """Label each problem's reasoning with the rules decomposer. Returns `output.summary()`."""
     rules = RulesDecomposer()
     for problem in _with_reasoning(problems, output):
-        steps = rules.decompose(problem.reasoning)
-        if not steps:
-            output.reject(problem.id, NO_STEPS, "the rules decomposer found no computation")
-            continue
-        _record(output, LabelExample(problem.id, problem.question, problem.reasoning, steps,
-                                     "rules"))
+        _record(output, LabelExample(problem.id, problem.question, problem.reasoning,
+                                     rules.decompose(problem.reasoning), "rules"))
     return output.summary()
 
 
@@ -136,8 +132,7 @@ def label_with_api(problems: Sequence[Problem], client: Any, output: ResumableOu
                 else:
                     output.reject(problem.id, UNPARSEABLE, "the reply has no tagged steps",
                                   reply=reply[:2000])
-            progress.update(task, advance=1, description=f"{output.accepted} kept, "
-                                                         f"{sum(output.rejected.values())} rejected")
+            progress.update(task, advance=1, description=output.tally())
     return output.summary()
 
 
@@ -185,9 +180,9 @@ def read_label_examples(path: str | Path) -> list[LabelExample]:
                              f"{first_line[example_id]})", field="id", **where)
         first_line[example_id] = line
         example = _example(row, example_id, where, name)
-        problem = label_problem(example.steps)
-        if problem is not None:
-            raise InputError(problem[1], field="steps", **where)
+        defect = label_defect(example.steps)
+        if defect is not None:
+            raise InputError(defect[1], field="steps", **where)
         examples.append(example)
     return examples
 
