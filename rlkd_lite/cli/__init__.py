@@ -16,4 +16,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from rlkd_lite import __version__
+
+        typer.echo(f"rlkd-lite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_show_version,
+                                      is_eager=True, help="Print the version and exit.")) -> None:
+    """RLKD on one GPU: distil a teacher's reasoning structure into a small student with GRPO."""
+
+
 from rlkd_lite.cli import _commands  # noqa: E402,F401  (registers the sub-commands)
