@@ -19,8 +19,14 @@ def status(message: str) -> Iterator[None]:
     import time
 
     start = time.perf_counter()
-    with console.status(message):
+    if console.is_jupyter:
+        # A live spinner redirects stderr to itself; in Jupyter a tqdm bar written meanwhile
+        # (transformers' "Loading weights") then recurses without end. Say it plainly instead.
+        console.print(f"{message} ...", highlight=False)
         yield
+    else:
+        with console.status(message):
+            yield
     console.print(f"[green]✓[/] {message} ({time.perf_counter() - start:.1f}s)", highlight=False)
 
 
