@@ -50,9 +50,12 @@ def recorded_run(tmp_path) -> Path:
     run.mkdir()
     (run / "config.yaml").write_text("model: qwen2.5-1.5b\nmethod: rlkd\ndata: synthetic\n")
     (run / "metrics.jsonl").write_text(jsonl(METRICS))
+    # As training logs them: each logging step writes completions of one prompt group.
     (run / "samples.jsonl").write_text(jsonl(
-        [sample(1, "an early question"), sample(3, "Nadia buys notebooks"),
-         sample(3, "a second question"), sample(3, "a third question")]))
+        [sample(step, question) for step, question in ((1, "an early question"),
+                                                       (2, "a second question"),
+                                                       (3, "Nadia buys notebooks"))
+         for _ in range(2)]))
     return run
 
 
@@ -98,10 +101,10 @@ def test_report_shows_config_eval_and_latest_samples_aligned(recorded_run):
     for text in ("<h2>Evaluation</h2>", "accuracy (greedy)", "35.0%", "pass@4", "60.0%",
                  "1.125", "88.0"):
         assert text in html, text
-    # The last logged step's first two samples, escaped, with their step tables.
-    assert "Samples (step 3)" in html
+    # The newest sample of the two newest questions, escaped, with their step tables.
+    assert "Sample 1 (step 3)" in html and "Sample 2 (step 2)" in html
     assert "Nadia buys notebooks" in html and "a second question" in html
-    assert "a third question" not in html and "an early question" not in html
+    assert "an early question" not in html
     assert "&lt;b&gt;not html&lt;/b&gt;" in html
     assert html.count("Rewards:") == 2
     assert "First find what the notebooks cost." in html and "126+20" in html

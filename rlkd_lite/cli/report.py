@@ -16,8 +16,8 @@ def report(
     run_dir: Annotated[Path, typer.Argument(
         help="Run directory written by `rlkd-lite train` (holds metrics.jsonl).")],
     samples: Annotated[int, typer.Option(
-        min=0, help="Sample completions to show, from the last step that logged samples, "
-                    "with their teacher/student step alignment.")] = 3,
+        min=0, help="Sample completions to show (the newest of each of N different "
+                    "questions) with their teacher/student step alignment.")] = 3,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Where to write the HTML. Default: RUN_DIR/report.html.",
         show_default=False)] = None,

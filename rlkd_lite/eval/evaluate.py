@@ -30,7 +30,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from rlkd_lite.console import console, status
+from rlkd_lite.console import console, item_progress, status
 from rlkd_lite.data.answers import answers_match, extract_final_answer
 from rlkd_lite.data.jsonl import write_json_atomic
 from rlkd_lite.data.problems import Problem, load_problems, problems_to_rows
@@ -174,7 +174,6 @@ def generate_completions(model: Any, tokenizer: Any, conversations: Sequence[lis
     every model is decoded alike. The token count includes the end-of-turn token, when reached.
     """
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from rlkd_lite.structure.llm import _left_padded_batches
 
@@ -188,10 +187,8 @@ def generate_completions(model: Any, tokenizer: Any, conversations: Sequence[lis
     stop_ids = _stop_token_ids(model, tokenizer)
     results: list[list[tuple[str, int]]] = [[] for _ in conversations]
     prompts_per_batch = max(1, batch_size // samples_per_prompt)
-    progress = Progress(TextColumn(f"[bold]{description}[/]"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=console, transient=True)
-    with progress, torch.inference_mode():
-        task = progress.add_task(description, total=len(ids))
+    with item_progress(description) as progress, torch.inference_mode():
+        task = progress.add_task("", total=len(ids))
         for indices, input_ids, attention_mask in _left_padded_batches(
                 tokenizer, ids, prompts_per_batch, model.device):
             output = model.generate(

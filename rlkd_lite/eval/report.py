@@ -82,15 +82,19 @@ def curve_png(rows: list[dict[str, Any]], key: str, title: str) -> bytes | None:
 
 
 def latest_samples(run_dir: str | Path, limit: int) -> list[dict[str, Any]]:
-    """The first `limit` samples (rows of samples.jsonl) of the last step that logged samples;
-    [] without samples."""
+    """The newest logged sample (a row of samples.jsonl) of each of up to `limit` different
+    questions, newest first; [] when the run logged none. (One logging step holds completions
+    of one prompt group, so different questions come from several steps.)"""
     try:
         rows = [row for _, row in read_jsonl(RunDir(Path(run_dir)).samples,
                                              on_error=lambda _: None)]
     except InputError:  # no samples.jsonl, or an empty one: the run logged no samples yet
         return []
-    last_step = max(row.get("step", 0) for row in rows)
-    return [row for row in rows if row.get("step", 0) == last_step][:limit]
+    newest: dict[str, dict[str, Any]] = {}
+    # A stable sort keeps the log's order within a step; the first row of each question wins.
+    for row in sorted(rows, key=lambda row: -row.get("step", 0)):
+        newest.setdefault(row.get("question", ""), row)
+    return list(newest.values())[:limit]
 
 
 def sample_pair(sample: dict[str, Any], label: str) -> ScoredPair | None:
@@ -108,8 +112,9 @@ def sample_pair(sample: dict[str, Any], label: str) -> ScoredPair | None:
 
 def _rich_html(renderable: Any) -> str:
     """A rich renderable (a step table) as an HTML fragment with inline colours."""
+    # Not Jupyter's console: in a notebook it would display the table instead of recording it.
     recorder = Console(record=True, width=130, file=io.StringIO(), force_terminal=True,
-                       color_system="truecolor")
+                       force_jupyter=False, color_system="truecolor")
     recorder.print(renderable)
     return recorder.export_html(inline_styles=True, code_format='<pre class="rich">{code}</pre>')
 
@@ -128,10 +133,10 @@ def _eval_section(result: EvalResult) -> str:
 
 
 def _samples_section(samples: list[dict[str, Any]]) -> str:
-    parts = [f"<h2>Samples (step {samples[0].get('step', '?')})</h2>"]
+    parts = ["<h2>Latest samples</h2>"]
     for index, sample in enumerate(samples, 1):
         rewards = ", ".join(f"{name} {value:g}" for name, value in sample.get("rewards", {}).items())
-        parts.append(f"<h3>Sample {index}</h3><p><b>Question:</b> "
+        parts.append(f"<h3>Sample {index} (step {sample.get('step', '?')})</h3><p><b>Question:</b> "
                      f"{html.escape(sample.get('question', ''))}</p>"
                      f"<p><b>Rewards:</b> {html.escape(rewards or '-')}</p>"
                      f"<pre>{html.escape(sample.get('completion', ''))}</pre>")
