@@ -1,9 +1,10 @@
 """GPU check of the GSRM adapter: `gsrm train` for a few steps (the GSRM recipe: 4-bit base,
 Unsloth backend), then the trained gsrm decomposer's generation throughput on one batch of traces.
 
-    python scripts/gpu_gsrm_check.py MODEL_DIR [--steps 3] [--traces 64] [--set FIELD=VALUE ...]
+    python scripts/gpu_gsrm_check.py --model-dir DIR [--steps 3] [--traces 64] [--json OUT.json]
+                                     [--set FIELD=VALUE ...]
 
-MODEL_DIR is a saved model, e.g. a random-init Qwen2.5-1.5B shape from
+DIR is a saved model, e.g. a random-init Qwen2.5-1.5B shape from
 `rlkd_lite.models.tiny.build_tiny_qwen2` (random weights never emit EOS, so every decomposition
 runs to the token budget: right for timing, meaningless for quality). The project's GPU script
 calls `check_gsrm(model_dir, work_dir)`. It prints, and returns: step time (first step, which
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rlkd_lite.data.jsonl import write_json_atomic
 from rlkd_lite.data.problems import load_problems
 from rlkd_lite.data.resumable import ResumableOutput
 from rlkd_lite.train.config import parse_set_overrides
@@ -129,18 +131,22 @@ def _gib(value: float | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model_dir", help="Saved model directory (config, weights, tokenizer).")
+    parser.add_argument("--model-dir", required=True,
+                        help="Saved model directory (config, weights, tokenizer).")
     parser.add_argument("--work-dir", help="Where labels and the run go (default: a temp dir).")
     parser.add_argument("--recipe", default="gsrm-qwen2.5-1.5b", help="GSRM recipe.")
     parser.add_argument("--steps", type=int, default=3, help="Training steps.")
     parser.add_argument("--traces", type=int, default=64, help="Traces decomposed in one batch.")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="FIELD=VALUE", help="Override a recipe field (repeatable).")
+    parser.add_argument("--json", help="Also write the numbers to this JSON file.")
     args = parser.parse_args()
     overrides = parse_set_overrides(args.overrides, GsrmTrainConfig)
     with tempfile.TemporaryDirectory(prefix="gsrm-check-") as temp:
-        check_gsrm(args.model_dir, args.work_dir or temp, recipe=args.recipe, steps=args.steps,
-                   traces=args.traces, overrides=overrides)
+        numbers = check_gsrm(args.model_dir, args.work_dir or temp, recipe=args.recipe,
+                             steps=args.steps, traces=args.traces, overrides=overrides)
+    if args.json:
+        write_json_atomic(args.json, numbers)
 
 
 if __name__ == "__main__":
