@@ -12,10 +12,20 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 SMOKE_TIMEOUT_S = 600
 """Per cell; the whole smoke run takes a minute or two on a CPU."""
+PRODUCED = {
+    "rlkd_colab.ipynb": ("rlkd-colab/adapter/adapter_model.safetensors", "rlkd-colab/eval.json",
+                         "rlkd-colab/report.html", "base-colab/eval.json",
+                         "rlkd-colab-adapter.zip"),
+    "gsrm_colab.ipynb": ("gsrm-labels.jsonl", "gsrm-colab/adapter/adapter_model.safetensors",
+                         "gsrm-colab/eval.json",
+                         "rlkd-gsrm-colab/adapter/adapter_model.safetensors",
+                         "rlkd-gsrm-colab/report.html"),
+}
+"""Files (under runs/) each notebook must have written in smoke mode."""
 
 
 def test_there_are_notebooks():
-    assert any(path.name == "rlkd_colab.ipynb" for path in NOTEBOOKS)
+    assert [path.name for path in NOTEBOOKS] == sorted(PRODUCED)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
@@ -45,9 +55,5 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     client = NotebookClient(notebook, timeout=SMOKE_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, with the cell and its traceback, on any error
-    if path.name == "rlkd_colab.ipynb":
-        run = tmp_path / "runs" / "rlkd-colab"
-        for produced in ("adapter/adapter_model.safetensors", "eval.json", "report.html"):
-            assert (run / produced).is_file(), produced
-        assert (tmp_path / "runs" / "base-colab" / "eval.json").is_file()
-        assert (tmp_path / "runs" / "rlkd-colab-adapter.zip").is_file()
+    for produced in PRODUCED.get(path.name, ()):
+        assert (tmp_path / "runs" / produced).is_file(), produced

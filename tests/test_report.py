@@ -123,6 +123,18 @@ def test_report_survives_a_torn_metrics_line_and_writes_elsewhere(recorded_run, 
     assert len(embedded_images(html)) == len(CURVE_TITLES)
 
 
+def test_report_shows_another_writers_eval_json_as_it_is(recorded_run):
+    # `gsrm train` writes its held-out decomposition scores to RUN/eval.json.
+    (recorded_run / "eval.json").write_text(json.dumps(
+        {"examples": 12, "parse_rate": 0.9166666, "mean_structure_reward": 2.5,
+         "per_example": [1, 2]}))
+    code, output = report(str(recorded_run))
+    assert code == 0, output
+    html = (recorded_run / "report.html").read_text()
+    assert "<th>parse_rate</th><td>0.9167</td>" in html and "<th>examples</th><td>12</td>" in html
+    assert "per_example" not in html
+
+
 def test_report_errors_are_clean(tmp_path):
     code, output = report(str(tmp_path / "nothere"))
     assert code == 1 and "no such run directory" in output

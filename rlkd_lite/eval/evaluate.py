@@ -243,7 +243,8 @@ def _check_choices(settings: EvalSettings, ks: tuple[int, ...]) -> None:
 
 
 def _load_model(model_name: str, settings: EvalSettings, config: RunConfig) -> tuple[Any, Any]:
-    """The model with the student adapter (`default`) and, if asked, the gsrm adapter; both frozen."""
+    """The model with the student adapter (`default`) and, if asked, the gsrm adapter (both
+    frozen)."""
     from rlkd_lite.models.adapters import GSRM_ADAPTER, STUDENT_ADAPTER
     from rlkd_lite.models.loading import adapter_dir, load_inference_model
 
@@ -294,7 +295,8 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
 
     from rlkd_lite.models.adapters import STUDENT_ADAPTER, use_adapter
 
-    with status(f"loading {model_name}" + (f" with {settings.adapter}" if settings.adapter else "")):
+    loading = f"loading {model_name}" + (f" with {settings.adapter}" if settings.adapter else "")
+    with status(loading):
         model, tokenizer = _load_model(model_name, settings, config)
     decomposer, judge = _structure_parts(settings, model, tokenizer)
     conversations = [row["prompt"] for row in problems_to_rows(problems, config.system_prompt)]

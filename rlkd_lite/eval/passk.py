@@ -16,7 +16,9 @@ from collections.abc import Sequence
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """pass@k of one problem with `c` right answers among `n` samples (needs 0 <= c <= n, 1 <= k <= n)."""
+    """pass@k of one problem with `c` right answers among `n` samples.
+
+    Needs 0 <= c <= n and 1 <= k <= n (ValueError otherwise)."""
     if not 0 <= c <= n:
         raise ValueError(f"need 0 <= c <= n, got c={c}, n={n}")
     if not 1 <= k <= n:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,7 @@ from rich.console import Console
 from rlkd_lite.data.jsonl import read_jsonl, write_text_atomic
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.eval.alignment import ScoredPair
-from rlkd_lite.eval.evaluate import (EVAL_FILE, METRIC_TITLES, EvalResult, format_metric,
-                                     metric_names, read_eval)
+from rlkd_lite.eval.evaluate import EVAL_FILE, METRIC_TITLES, format_metric, metric_names, read_eval
 from rlkd_lite.eval.render import pair_table
 from rlkd_lite.structure.reward import StructureScore
 from rlkd_lite.structure.steps import parse_steps
@@ -124,7 +124,20 @@ def _key_value_table(rows: list[tuple[str, str]]) -> str:
     return f'<table class="kv">{cells}</table>'
 
 
-def _eval_section(result: EvalResult) -> str:
+def _eval_section(path: Path) -> str:
+    """The run's eval.json as a table: an `rlkd-lite eval` result, or any other flat JSON object
+    (`gsrm train` writes its held-out scores there) with its numbers as they are."""
+    try:
+        result = read_eval(path)
+    except InputError:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return f'<h2>Evaluation</h2><p class="note">{html.escape(path.name)} is unreadable</p>'
+        rows = [(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+                for key, value in (raw.items() if isinstance(raw, dict) else ())
+                if isinstance(value, (int, float, str))]
+        return f"<h2>Evaluation</h2>{_key_value_table(rows)}"
     what = [("model", result.model), ("adapter", result.adapter or "-"),
             ("data", f"{result.data} ({result.split})")]
     metrics = [(METRIC_TITLES.get(name, name), format_metric(name, result.metrics.get(name)))
@@ -135,7 +148,8 @@ def _eval_section(result: EvalResult) -> str:
 def _samples_section(samples: list[dict[str, Any]]) -> str:
     parts = ["<h2>Latest samples</h2>"]
     for index, sample in enumerate(samples, 1):
-        rewards = ", ".join(f"{name} {value:g}" for name, value in sample.get("rewards", {}).items())
+        rewards = ", ".join(f"{name} {value:g}"
+                            for name, value in sample.get("rewards", {}).items())
         parts.append(f"<h3>Sample {index} (step {sample.get('step', '?')})</h3><p><b>Question:</b> "
                      f"{html.escape(sample.get('question', ''))}</p>"
                      f"<p><b>Rewards:</b> {html.escape(rewards or '-')}</p>"
@@ -172,7 +186,7 @@ def build_report(run_dir: str | Path, *, samples: int = 3, output: str | Path | 
                           f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">')
     parts.append(f'<h2>Training curves</h2><div class="curves">{"".join(images)}</div>')
     if (run.path / EVAL_FILE).is_file():
-        parts.append(_eval_section(read_eval(run.path)))
+        parts.append(_eval_section(run.path / EVAL_FILE))
     shown = latest_samples(run.path, samples)
     if shown:
         parts.append(_samples_section(shown))
