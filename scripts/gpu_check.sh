@@ -7,7 +7,8 @@
 #      generation throughput on 64 traces.
 # Needs the wheels in ./.whl (../shared/gpu/fetch_wheels.sh typer rich markdown-it-py mdurl
 # pygments shellingham annotated-doc) carried along. Writes logs and JSON to $OUT.
-# A dry run on a CPU: SKIP_WHEELS=1 BENCH_RECIPE=bench-tiny BENCH_SHAPE=tiny bash scripts/gpu_check.sh
+# A dry run on a CPU: SKIP_WHEELS=1 BENCH_RECIPE=bench-tiny BENCH_SHAPE=tiny \
+#   GSRM_ARGS='--recipe gsrm-tiny-cpu --traces 8 --set gsrm_max_new_tokens=16' bash scripts/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/rlkd-gpu-out}
 WORK=${WORK:-/tmp/rlkd-bench}
@@ -26,7 +27,7 @@ PY=${PYTHON:-python3}
 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, \
 'unsloth', unsloth.__version__)" 2>&1 | tail -1; } | tee "$LOG"
 
-timeout "${BENCH_TIMEOUT:-420}" $PY -m rlkd_lite bench --recipe "${BENCH_RECIPE:-bench-qwen2.5-1.5b}" \
+timeout "${BENCH_TIMEOUT:-380}" $PY -m rlkd_lite bench --recipe "${BENCH_RECIPE:-bench-qwen2.5-1.5b}" \
   --shape "${BENCH_SHAPE:-qwen2.5-1.5b}" --steps "${BENCH_STEPS:-3}" \
   --variants "${BENCH_VARIANTS:-rlkd-unsloth,grpo-unsloth,grpo-hf}" \
   --workdir "$WORK" --json "$OUT/bench.json" 2>&1 | grep -v "Loading weights\|_pytree\|torchao" \
@@ -38,6 +39,6 @@ for run in "$WORK"/run-*; do
 done > "$OUT/metrics.jsonl"
 
 if [ -f scripts/gpu_gsrm_check.py ]; then
-  timeout "${GSRM_TIMEOUT:-150}" $PY scripts/gpu_gsrm_check.py --model-dir "$WORK/random-${BENCH_SHAPE:-qwen2.5-1.5b}" \
-    2>&1 | grep -v "Loading weights\|_pytree\|torchao" | tee "$OUT/gsrm.log"
+  timeout "${GSRM_TIMEOUT:-170}" $PY scripts/gpu_gsrm_check.py --model-dir "$WORK/random-${BENCH_SHAPE:-qwen2.5-1.5b}" \
+    --json "$OUT/gsrm.json" ${GSRM_ARGS:-} 2>&1 | grep -v "Loading weights\|_pytree\|torchao" | tee "$OUT/gsrm.log"
 fi

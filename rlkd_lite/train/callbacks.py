@@ -137,7 +137,11 @@ class RichProgressCallback(TrainerCallback):
                 parts.append(f"{label} {row[key]:.3g}")
         if row.get("step_time_s"):
             parts.append(f"{row['step_time_s']:.1f}s/step")
-        self.progress.update(self.task, completed=state.global_step, stats=" · ".join(parts))
+        stats = " · ".join(parts)
+        self.progress.update(self.task, completed=state.global_step, stats=stats)
+        if not self.progress.console.is_interactive:  # a log file or CI: one line per step
+            self.progress.console.print(f"step {state.global_step}/{state.max_steps} · {stats}",
+                                        highlight=False)
 
     def on_step_end(self, args, state, control, **kwargs):
         self.progress.update(self.task, completed=state.global_step)
