@@ -6,6 +6,8 @@ import base64
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,17 @@ def test_report_errors_are_clean(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("")
     code, output = report(str(tmp_path))
     assert code == 1 and "empty file" in output
+
+
+def test_report_and_compare_need_no_model_stack(recorded_run):
+    """Reading runs and evaluations stays fast: no torch, transformers or model code imported."""
+    probe = f"""
+import sys
+from rlkd_lite.eval.evaluate import read_eval, results_table
+from rlkd_lite.eval.report import build_report
+build_report({str(recorded_run)!r})
+heavy = ("torch", "transformers", "unsloth", "trl", "peft", "datasets", "rlkd_lite.structure.llm")
+print(sorted(m for m in heavy if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -282,8 +282,6 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
     data = settings.data or config.data
     problems = load_problems(data, subset=settings.limit, seed=settings.seed, split="test",
                              teacher=settings.teacher)
-    if not problems:
-        raise RlkdError(f"no problems in {data}")
     if run_dir is not None:
         check_no_overlap(problems, run_dir)
     elif settings.adapter:
