@@ -69,8 +69,6 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     import torch
 
     cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     result = run_training(config)
     total = time.perf_counter() - start
@@ -82,7 +80,9 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
         "steps": result.steps, "first_step_s": rows[0]["step_time_s"],
         "run_s": round(total, 2),
         "tokens_per_s": statistics.mean(r.get("tokens_per_s", 0.0) for r in steady),
-        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "peak_gpu_gib": max(r.get("peak_gib", 0.0) for r in rows) if cuda else None,
+        "generate_peak_gib": max(r.get("generate_peak_gib", 0.0) for r in rows) if cuda else None,
+        "rewards_peak_gib": max(r.get("rewards_peak_gib", 0.0) for r in rows) if cuda else None,
         "gsrm_unchanged": result.gsrm_unchanged,
     }
     for stage in STAGES:

@@ -13,13 +13,22 @@ from rlkd_lite.train.run_dir import RunDir
 
 
 class StageClock:
-    """Seconds spent per stage since the last `take()`: generation and reward scoring are timed
-    by wrapping the trainer's own methods (TRL's, and Unsloth's rewrite keeps their names)."""
+    """Seconds and peak GPU memory per stage of a step: generation and reward scoring are
+    measured by wrapping the trainer's own methods (TRL's; Unsloth's rewrite keeps the names),
+    the rest of the step is the training pass. Memory peaks are GiB allocated by torch."""
 
-    STAGES = {"generate_s": "_generate_single_turn", "rewards_s": "_calculate_rewards"}
+    STAGES = {"generate": "_generate_single_turn", "rewards": "_calculate_rewards"}
 
     def __init__(self) -> None:
+        import torch
+
+        self.cuda = torch.cuda if torch.cuda.is_available() else None
+        self._clear()
+
+    def _clear(self) -> None:
         self.seconds = dict.fromkeys(self.STAGES, 0.0)
+        self.peaks = dict.fromkeys(self.STAGES, 0.0)
+        self.step_peak = 0.0
 
     def attach(self, trainer: Any) -> None:
         for stage, method in self.STAGES.items():
@@ -27,17 +36,38 @@ class StageClock:
             if original is not None:
                 setattr(trainer, method, self._timed(stage, original))
 
+    def _peak_since_last_read(self) -> float:
+        if self.cuda is None:
+            return 0.0
+        peak = self.cuda.max_memory_allocated() / 2**30
+        self.cuda.reset_peak_memory_stats()
+        self.step_peak = max(self.step_peak, peak)
+        return peak
+
     def _timed(self, stage: str, function: Any) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
+            self._peak_since_last_read()  # what came before belongs to the step, not the stage
             start = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
                 self.seconds[stage] += time.perf_counter() - start
+                self.peaks[stage] = max(self.peaks[stage], self._peak_since_last_read())
         return timed
 
+    def begin_step(self) -> None:
+        self._peak_since_last_read()
+        self._clear()
+
     def take(self) -> dict[str, float]:
-        taken, self.seconds = self.seconds, dict.fromkeys(self.STAGES, 0.0)
+        """This step's numbers (`generate_s`, `rewards_s`, and with a GPU `peak_gib` and each
+        stage's `..._peak_gib`), then start over."""
+        self._peak_since_last_read()
+        taken = {f"{stage}_s": value for stage, value in self.seconds.items()}
+        if self.cuda is not None:
+            taken["peak_gib"] = self.step_peak
+            taken.update({f"{stage}_peak_gib": value for stage, value in self.peaks.items()})
+        self._clear()
         return taken
 
 
@@ -60,6 +90,7 @@ class RunLogCallback(TrainerCallback):
         self.latest: dict[str, Any] = {}
 
     def on_step_begin(self, args, state, control, **kwargs):
+        self.clock.begin_step()
         self._step_start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
