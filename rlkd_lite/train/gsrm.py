@@ -33,7 +33,6 @@ from rlkd_lite.structure.judges import ExactJudge
 from rlkd_lite.structure.reward import structure_scores
 from rlkd_lite.structure.steps import Step, parse_steps, render_steps
 from rlkd_lite.train.config import RunConfig, _doc, load_config
-from rlkd_lite.train.run_dir import RunDir
 
 # Reject reasons, as written to the rejects file.
 NO_REASONING = "no_reasoning"
@@ -327,27 +326,14 @@ def train_gsrm(config: GsrmTrainConfig, *, resume: bool = False) -> GsrmTrainRes
                         "label`)")
     examples = read_label_examples(config.examples)
     train_examples, held_out = split_held_out(examples, config.held_out, config.seed)
-    run = RunDir(Path(config.output_dir))
-    run.prepare(config.to_dict(), resume=resume)
-    checkpoint = run.last_checkpoint() if resume else None
-    if checkpoint is not None:
-        run.forget_after(int(checkpoint.name.split("-")[-1]))
-
-    from rlkd_lite.console import console, status
-    from rlkd_lite.models.loading import LoraSettings, load_student
-    from rlkd_lite.train.run import save_student_adapter
+    from rlkd_lite.console import console
+    from rlkd_lite.train.run import load_config_model, open_run, save_student_adapter
     from rlkd_lite.train.sft import build_completion_trainer
 
-    with status(f"loading {config.model} ({config.backend}, "
-                f"{'4-bit' if config.load_in_4bit else 'full precision'})"):
-        # The student's loader, so that the adapter has the student's exact shape; its trainable
-        # adapter (`default`) becomes the gsrm adapter. `init_adapter` continues a gsrm adapter.
-        model, tokenizer = load_student(
-            config.model, backend=config.backend, max_seq_length=config.max_seq_length,
-            load_in_4bit=config.load_in_4bit, seed=config.seed, init_adapter=config.init_adapter,
-            trust_remote_code=config.trust_remote_code,
-            lora=LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout,
-                              tuple(config.lora_target_modules)))
+    run, checkpoint = open_run(config, resume=resume)
+    # The student's loader, so that the adapter has the student's exact shape; its trainable
+    # adapter (`default`) becomes the gsrm adapter. `init_adapter` continues a gsrm adapter.
+    model, tokenizer = load_config_model(config)
     rows = gsrm_sft_rows(train_examples)
     lengths = conversation_lengths(tokenizer, rows)
     # Truncation would cut the tagged steps and teach the adapter to stop mid-step: drop instead.

@@ -53,27 +53,39 @@ def load_run_problems(config: RunConfig) -> list[Problem]:
     return problems
 
 
-def run_training(config: RunConfig, *, resume: bool = False) -> RunResult:
-    config.validate()
-    check_model_name(config.model)
-    problems = load_run_problems(config)
+def open_run(config: RunConfig, *, resume: bool) -> tuple[RunDir, Path | None]:
+    """The run directory, prepared, and the checkpoint to resume from (None for a new run)."""
     run = RunDir(Path(config.output_dir))
     run.prepare(config.to_dict(), resume=resume)
     checkpoint = run.last_checkpoint() if resume else None
     if checkpoint is not None:
         run.forget_after(int(checkpoint.name.split("-")[-1]))
+    return run, checkpoint
 
-    from rlkd_lite.models.adapters import GSRM_ADAPTER
+
+def load_config_model(config: RunConfig, *, gsrm_adapter: str | None = None) -> tuple[Any, Any]:
+    """The 4-bit base with the trainable `default` adapter the config describes (+ gsrm)."""
     from rlkd_lite.models.loading import LoraSettings, load_student
 
     with status(f"loading {config.model} ({config.backend}, "
                 f"{'4-bit' if config.load_in_4bit else 'full precision'})"):
-        model, tokenizer = load_student(
+        return load_student(
             config.model, backend=config.backend, max_seq_length=config.max_seq_length,
             load_in_4bit=config.load_in_4bit, seed=config.seed, init_adapter=config.init_adapter,
-            gsrm_adapter=config.gsrm_adapter, trust_remote_code=config.trust_remote_code,
+            gsrm_adapter=gsrm_adapter, trust_remote_code=config.trust_remote_code,
             lora=LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout,
                               tuple(config.lora_target_modules)))
+
+
+def run_training(config: RunConfig, *, resume: bool = False) -> RunResult:
+    config.validate()
+    check_model_name(config.model)
+    problems = load_run_problems(config)
+    run, checkpoint = open_run(config, resume=resume)
+
+    from rlkd_lite.models.adapters import GSRM_ADAPTER
+
+    model, tokenizer = load_config_model(config, gsrm_adapter=config.gsrm_adapter)
     fingerprint = None
     if config.gsrm_adapter:
         from rlkd_lite.models.adapters import adapter_state_fingerprint
