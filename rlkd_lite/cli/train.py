@@ -59,14 +59,20 @@ def train(
         result = run_training(config, resume=resume)
     from rich.table import Table
 
-    table = Table(title=f"{config.method} run finished", show_header=False)
-    table.add_row("run directory", str(result.run_dir))
-    table.add_row("adapter", str(Path(result.run_dir) / "adapter"))
-    table.add_row("steps", str(result.steps))
-    table.add_row("time", f"{result.seconds:.1f} s")
-    for key, value in result.last_metrics.items():
-        if key != "step" and isinstance(value, (int, float)):
-            table.add_row(key, f"{value:.4g}")
-    if result.gsrm_unchanged is not None:
-        table.add_row("gsrm adapter unchanged", str(result.gsrm_unchanged))
+    from rlkd_lite.train.config import REWARDS
+    from rlkd_lite.train.run_dir import RunDir
+
+    table = Table(title=f"{config.method} run finished: {result.steps} steps in "
+                        f"{result.seconds:.0f} s")
+    table.add_column("metric")
+    table.add_column("first quarter", justify="right")
+    table.add_column("last quarter", justify="right")
+    trend = RunDir(result.run_dir).trend(["reward", *REWARDS, "loss", "step_time_s",
+                                          "tokens_per_s", "completion_tokens_mean"])
+    for key, (first, last) in trend.items():
+        table.add_row(key, f"{first:.4g}", f"{last:.4g}")
     console.print(table)
+    console.print(f"run directory: {result.run_dir}  ·  student adapter: "
+                  f"{Path(result.run_dir) / 'adapter'}", highlight=False)
+    if result.gsrm_unchanged is not None:
+        console.print(f"gsrm adapter bit-identical after training: {result.gsrm_unchanged}")

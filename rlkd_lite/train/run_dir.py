@@ -80,6 +80,27 @@ class RunDir:
     def log_sample(self, row: dict[str, Any]) -> None:
         append_jsonl(self.samples, row)
 
+    def metric_rows(self) -> list[dict[str, Any]]:
+        import json
+
+        if not self.metrics.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+
+    def trend(self, keys: list[str]) -> dict[str, tuple[float, float]]:
+        """(mean over the first quarter of the logged steps, mean over the last quarter) per key:
+        whether the rewards moved, in one line each."""
+        rows = self.metric_rows()
+        window = max(1, len(rows) // 4)
+        out = {}
+        for key in keys:
+            values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+            if values:
+                out[key] = (sum(values[:window]) / len(values[:window]),
+                            sum(values[-window:]) / len(values[-window:]))
+        return out
+
     def forget_after(self, step: int) -> None:
         """On resume, drop metric and sample lines logged after the checkpoint we restart from,
         so the logs describe one consistent run."""
