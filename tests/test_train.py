@@ -185,3 +185,29 @@ def test_unknown_model_alias_lists_the_known_ones(tmp_path):
                      "--output-dir", str(tmp_path / "run"))
     assert result.exit_code == 1
     assert "unknown model 'qwen9-tiny'" in result.output and "qwen2.5-1.5b" in result.output
+
+
+def test_ctrl_c_saves_a_checkpoint_and_stops(tiny_model_dir, tmp_path):
+    """A real SIGINT to a real `rlkd-lite train` process, as a user's Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlkd_lite", "train", "--recipe", TEST_RECIPE, "--model",
+         str(tiny_model_dir), "--output-dir", str(run), "--max-steps", "200",
+         "--set", "save_steps=100"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert "Ctrl-C" in output
+    steps = [r["step"] for r in read_jsonl(run / "metrics.jsonl")]
+    assert 1 <= steps[-1] < 200
+    assert checkpoints(run) == [f"checkpoint-{steps[-1]}"]  # saved although save_steps=100
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
