@@ -106,13 +106,13 @@ def test_mismatched_batch_lengths_are_a_programming_error():
 
 
 # Small alphabets so that equal texts (matches) are common.
-_text = st.sampled_from(["a", "b", "c"])
-_steps = st.lists(st.builds(Step, _text, _text, _text), max_size=6)
+text_field = st.sampled_from(["a", "b", "c"])
+steps_field = st.lists(st.builds(Step, text_field, text_field, text_field), max_size=6)
 
 
 @settings(max_examples=300)
-@given(st.lists(st.tuples(_steps, _steps), max_size=5),
-       st.dictionaries(st.tuples(st.sampled_from(["problem", "answer"]), _text, _text), st.booleans()),
+@given(st.lists(st.tuples(steps_field, steps_field), max_size=5),
+       st.dictionaries(st.tuples(st.sampled_from(["problem", "answer"]), text_field, text_field), st.booleans()),
        st.booleans())
 def test_batched_reward_equals_the_reference(items, verdict_table, normalize):
     """Any judge (here: an arbitrary table of verdicts) gives the reference's rewards."""

@@ -59,11 +59,11 @@ def _parse_line(raw: bytes, path: str, line_no: int) -> dict:
         raise InputError(f"not valid JSON: {exc.msg} at column {exc.colno}",
                          path=path, line=line_no) from None
     if not isinstance(row, dict):
-        raise InputError(f"expected a JSON object, got {_json_type(row)}", path=path, line=line_no)
+        raise InputError(f"expected a JSON object, got {json_type(row)}", path=path, line=line_no)
     return row
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     """The JSON name of a parsed value's type, for error messages."""
     if isinstance(value, bool):
         return "a boolean"

@@ -22,7 +22,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from rlkd_lite.data.jsonl import _json_type, read_jsonl, write_jsonl_atomic
+from rlkd_lite.data.jsonl import json_type, read_jsonl, write_jsonl_atomic
 from rlkd_lite.data.synthetic import SPLITS, SyntheticProblem, generate_problems
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.structure.steps import Step
@@ -155,7 +155,7 @@ def _read_problem_file(path: str) -> list[tuple[int, Problem]]:
     first_line: dict[str, int] = {}
     for line, row in read_jsonl(path):
         where = {"path": path, "line": line}
-        problem_id = _id_text(row["id"], where) if row.get("id") is not None else str(line)
+        problem_id = id_field(row["id"], where) if row.get("id") is not None else str(line)
         if problem_id in first_line:
             raise InputError(f"duplicate id {problem_id!r} (first on line "
                              f"{first_line[problem_id]})", field="id", **where)
@@ -163,10 +163,10 @@ def _read_problem_file(path: str) -> list[tuple[int, Problem]]:
         reasoning, steps = _trace(row, where)
         source = row.get("source")
         numbered.append((line, Problem(
-            id=problem_id, question=_text(_required(row, "question", where), "question", where),
-            answer=_scalar_text(_required(row, "answer", where), "answer", where),
+            id=problem_id, question=text_field(required_field(row, "question", where), "question", where),
+            answer=scalar_text_field(required_field(row, "answer", where), "answer", where),
             reasoning=reasoning, steps=steps,
-            source=path if source is None else _text(source, "source", where))))
+            source=path if source is None else text_field(source, "source", where))))
     return numbered
 
 
@@ -178,7 +178,7 @@ def _with_teacher_traces(problems: list[Problem],
     first_line: dict[str, int] = {}
     for line, row in read_jsonl(path):
         where = {"path": path, "line": line}
-        teacher_id = _id_text(_required(row, "id", where), where)
+        teacher_id = id_field(required_field(row, "id", where), where)
         if teacher_id in first_line:
             raise InputError(f"duplicate id {teacher_id!r} (first on line "
                              f"{first_line[teacher_id]})", field="id", **where)
@@ -199,7 +199,7 @@ def _with_teacher_traces(problems: list[Problem],
 # ---------------------------------------------------------------------------------------------
 # Field validation (errors name file, line and field)
 
-def _required(row: dict[str, Any], key: str, where: dict[str, Any],
+def required_field(row: dict[str, Any], key: str, where: dict[str, Any],
               field: str | None = None) -> Any:
     """`row[key]`; `field` names it in errors when it is nested (default: the key)."""
     if row.get(key) is None:
@@ -207,59 +207,61 @@ def _required(row: dict[str, Any], key: str, where: dict[str, Any],
     return row[key]
 
 
-def _text(value: Any, field: str, where: dict[str, Any]) -> str:
+def text_field(value: Any, field: str, where: dict[str, Any]) -> str:
     if not isinstance(value, str):
-        raise InputError(f"expected a string, got {_json_type(value)}", field=field, **where)
+        raise InputError(f"expected a string, got {json_type(value)}", field=field, **where)
     if not value.strip():
         raise InputError("must not be empty", field=field, **where)
     return value
 
 
-def _scalar_text(value: Any, field: str, where: dict[str, Any]) -> str:
+def scalar_text_field(value: Any, field: str, where: dict[str, Any]) -> str:
     """A string, or a number as text (answers are often written as JSON numbers)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):
-        raise InputError(f"expected a string or a number, got {_json_type(value)}",
+        raise InputError(f"expected a string or a number, got {json_type(value)}",
                          field=field, **where)
-    return _text(value, field, where).strip()
+    return text_field(value, field, where).strip()
 
 
-def _id_text(value: Any, where: dict[str, Any]) -> str:
+def id_field(value: Any, where: dict[str, Any]) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):
-        raise InputError(f"expected a string or an integer, got {_json_type(value)}",
+        raise InputError(f"expected a string or an integer, got {json_type(value)}",
                          field="id", **where)
-    return _text(value, "id", where)
+    return text_field(value, "id", where)
 
 
 def _trace(row: dict[str, Any], where: dict[str, Any]) -> tuple[str | None, list[Step] | None]:
     """The (reasoning, steps) of a line; either may be None."""
     reasoning = row.get("reasoning")
     if reasoning is not None:
-        reasoning = _text(reasoning, "reasoning", where)
+        reasoning = text_field(reasoning, "reasoning", where)
     steps = row.get("steps")
-    return reasoning, None if steps is None else _steps(steps, where)
+    return reasoning, None if steps is None else steps_field(steps, where)
 
 
-def _steps(value: Any, where: dict[str, Any]) -> list[Step]:
+def steps_field(value: Any, where: dict[str, Any], *, allow_empty: bool = False) -> list[Step]:
+    """A `steps` array of {meta, query, answer}. Empty is an error for a teacher trace, but a
+    valid student trace (one that produced no steps: it scores 0)."""
     if not isinstance(value, list):
-        raise InputError(f"expected an array of steps, got {_json_type(value)}",
+        raise InputError(f"expected an array of steps, got {json_type(value)}",
                          field="steps", **where)
-    if not value:
+    if not value and not allow_empty:
         raise InputError("must not be empty (leave it out instead)", field="steps", **where)
     steps = []
     for index, item in enumerate(value):
         field = f"steps[{index}]"
         if not isinstance(item, dict):
             raise InputError(f"expected an object with meta, query and answer, got "
-                             f"{_json_type(item)}", field=field, **where)
-        parts = {key: _required(item, key, where, f"{field}.{key}")
+                             f"{json_type(item)}", field=field, **where)
+        parts = {key: required_field(item, key, where, f"{field}.{key}")
                  for key in ("meta", "query", "answer")}
-        steps.append(Step(meta=_text(parts["meta"], f"{field}.meta", where),
-                          query=_text(parts["query"], f"{field}.query", where),
-                          answer=_scalar_text(parts["answer"], f"{field}.answer", where)))
+        steps.append(Step(meta=text_field(parts["meta"], f"{field}.meta", where),
+                          query=text_field(parts["query"], f"{field}.query", where),
+                          answer=scalar_text_field(parts["answer"], f"{field}.answer", where)))
     return steps
 
 

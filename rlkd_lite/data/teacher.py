@@ -82,14 +82,14 @@ class LocalTeacher:
     def sample(self, conversations: Sequence[Messages]) -> list[str | Exception]:
         import torch
 
-        from rlkd_lite.structure.llm import _chat_token_ids, _left_padded_batches
+        from rlkd_lite.structure.llm import chat_token_ids, left_padded_batches
 
-        ids = _chat_token_ids(self.tokenizer, conversations)
+        ids = chat_token_ids(self.tokenizer, conversations)
         replies: list[str | Exception] = [""] * len(conversations)
         sampling = ({"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
                     if self.temperature > 0 else {"do_sample": False})
         with torch.inference_mode():
-            for indices, input_ids, attention_mask in _left_padded_batches(
+            for indices, input_ids, attention_mask in left_padded_batches(
                     self.tokenizer, ids, self.chunk_size, self.model.device):
                 output = self.model.generate(
                     input_ids=input_ids, attention_mask=attention_mask,

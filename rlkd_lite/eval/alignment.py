@@ -15,19 +15,19 @@ import gc
 import json
 import statistics
 import textwrap
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rlkd_lite.data.jsonl import read_jsonl, write_text_atomic
+from rlkd_lite.data.problems import steps_field
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.structure.decomposers import DecomposeInput, Decomposer
 from rlkd_lite.structure.judges import Judge
 from rlkd_lite.structure.reward import StructureScore, structure_scores
 from rlkd_lite.structure.steps import Step
 
-_STEP_FIELDS = ("meta", "query", "answer")
 _LISTED_IDS = 5
 """How many unpaired ids an error message names before saying "and N more"."""
 
@@ -112,29 +112,13 @@ def _trace(row: dict, path: str, line: int, position: int) -> Trace:
         raise bad("question", f"expected a string, got {type(question).__name__}")
     steps = None
     if "steps" in row:
-        steps = _steps(row["steps"], bad)
+        steps = steps_field(row["steps"], {"path": path, "line": line}, allow_empty=True)
     elif "reasoning" not in row:
         raise bad("reasoning", "missing: a record needs 'reasoning' (text) or 'steps' (a list)")
     reasoning = row.get("reasoning", "")
     if not isinstance(reasoning, str):
         raise bad("reasoning", f"expected a string, got {type(reasoning).__name__}")
     return Trace(record_id, line, position, question, reasoning, steps)
-
-
-def _steps(value: Any, bad: Callable[[str, str], InputError]) -> list[Step]:
-    if not isinstance(value, list):
-        raise bad("steps", f"expected a list of steps, got {type(value).__name__}")
-    steps = []
-    for i, step in enumerate(value):
-        if not isinstance(step, dict):
-            raise bad(f"steps[{i}]", f"expected an object with {', '.join(_STEP_FIELDS)}, "
-                                     f"got {type(step).__name__}")
-        for part in _STEP_FIELDS:
-            if not isinstance(step.get(part), str):
-                problem = "missing" if part not in step else f"expected a string, got {type(step[part]).__name__}"
-                raise bad(f"steps[{i}].{part}", problem)
-        steps.append(Step(step["meta"], step["query"], step["answer"]))
-    return steps
 
 
 def pair_traces(teacher: TraceFile, student: TraceFile,

@@ -175,7 +175,7 @@ def generate_completions(model: Any, tokenizer: Any, conversations: Sequence[lis
     """
     import torch
 
-    from rlkd_lite.structure.llm import _left_padded_batches
+    from rlkd_lite.structure.llm import left_padded_batches
 
     texts = [tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
              for messages in conversations]
@@ -189,7 +189,7 @@ def generate_completions(model: Any, tokenizer: Any, conversations: Sequence[lis
     prompts_per_batch = max(1, batch_size // samples_per_prompt)
     with item_progress(description) as progress, torch.inference_mode():
         task = progress.add_task("", total=len(ids))
-        for indices, input_ids, attention_mask in _left_padded_batches(
+        for indices, input_ids, attention_mask in left_padded_batches(
                 tokenizer, ids, prompts_per_batch, model.device):
             output = model.generate(
                 input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,

@@ -23,7 +23,7 @@ from rlkd_lite.structure.steps import Step, parse_steps, render_steps
 _TEMPLATE_OPTIONS = {"enable_thinking": False}
 
 
-def _chat_token_ids(tokenizer: Any,
+def chat_token_ids(tokenizer: Any,
                     conversations: Sequence[list[dict[str, str]]]) -> list[list[int]]:
     """Token ids of each conversation with the assistant's turn opened."""
     texts = [
@@ -35,7 +35,7 @@ def _chat_token_ids(tokenizer: Any,
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def _left_padded_batches(tokenizer: Any, ids: list[list[int]], batch_size: int, device: Any):
+def left_padded_batches(tokenizer: Any, ids: list[list[int]], batch_size: int, device: Any):
     """Yield (indices, input_ids, attention_mask) batches, shortest prompts first.
 
     Sorting by length keeps padding (wasted compute) small; callers put results back in their
@@ -111,11 +111,11 @@ class LLMJudge:
         """p(yes) / (p(yes) + p(no)) for each pair, in [0, 1], in the order of `pairs`."""
         if not pairs:
             return []
-        ids = _chat_token_ids(self.tokenizer,
+        ids = chat_token_ids(self.tokenizer,
                               [judge_messages(pair, self.max_text_chars) for pair in pairs])
         scores = [0.0] * len(pairs)
         with use_adapter(self.model, self.adapter), torch.inference_mode():
-            for indices, input_ids, attention_mask in _left_padded_batches(
+            for indices, input_ids, attention_mask in left_padded_batches(
                     self.tokenizer, ids, self.batch_size, self.model.device):
                 for index, score in zip(indices, self._batch_scores(input_ids, attention_mask)):
                     scores[index] = score
@@ -260,12 +260,12 @@ class GSRMDecomposer:
         if not items:
             return []
         limits = self._limits(len(items), max_steps)
-        ids = _chat_token_ids(self.tokenizer, [
+        ids = chat_token_ids(self.tokenizer, [
             decomposition_messages(item.question, item.reasoning, self.few_shot) for item in items
         ])
         texts = [""] * len(items)
         with use_adapter(self.model, self.adapter), torch.inference_mode():
-            for indices, input_ids, attention_mask in _left_padded_batches(
+            for indices, input_ids, attention_mask in left_padded_batches(
                     self.tokenizer, ids, self.batch_size, self.model.device):
                 prompt_length = input_ids.shape[1]
                 batch_limits = [limits[i] for i in indices]

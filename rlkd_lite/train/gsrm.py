@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from rlkd_lite.data.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
-from rlkd_lite.data.problems import Problem, _id_text, _required, _steps, _text
+from rlkd_lite.data.problems import Problem, id_field, required_field, steps_field, text_field
 from rlkd_lite.data.resumable import REQUEST_FAILED, ResumableOutput
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.structure.decomposers import RulesDecomposer
 from rlkd_lite.structure.judges import ExactJudge
 from rlkd_lite.structure.reward import structure_scores
 from rlkd_lite.structure.steps import Step, parse_steps, render_steps
-from rlkd_lite.train.config import RunConfig, _doc, load_config
+from rlkd_lite.train.config import RunConfig, documented, load_config
 
 # Reject reasons, as written to the rejects file.
 NO_REASONING = "no_reasoning"
@@ -188,24 +188,24 @@ def read_label_examples(path: str | Path) -> list[LabelExample]:
 
 def _example_id(row: dict[str, Any], where: dict[str, Any]) -> str:
     """The line's id; the line number when it has none (as in problem files)."""
-    return _id_text(row["id"], where) if row.get("id") is not None else str(where["line"])
+    return id_field(row["id"], where) if row.get("id") is not None else str(where["line"])
 
 
 def _example(row: dict[str, Any], example_id: str, where: dict[str, Any],
              default_source: str) -> LabelExample:
-    question = _text(_required(row, "question", where), "question", where)
-    reasoning = _text(_required(row, "reasoning", where), "reasoning", where)
-    raw_steps = _required(row, "steps", where)
+    question = text_field(required_field(row, "question", where), "question", where)
+    reasoning = text_field(required_field(row, "reasoning", where), "reasoning", where)
+    raw_steps = required_field(row, "steps", where)
     if isinstance(raw_steps, str):
         steps = parse_steps(raw_steps)
         if not steps:
             raise InputError("text without step tags: give [{meta, query, answer}, ...] or "
                              "tagged text", field="steps", **where)
     else:
-        steps = _steps(raw_steps, where)
+        steps = steps_field(raw_steps, where)
     source = row.get("source")
     return LabelExample(example_id, question, reasoning, steps,
-                        default_source if source is None else _text(source, "source", where))
+                        default_source if source is None else text_field(source, "source", where))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,9 +219,9 @@ class GsrmTrainConfig(RunConfig):
     they drive the decomposer during RLKD training; fields about problems, rewards and GRPO are
     not used."""
 
-    examples: str | None = _doc("Labelled decompositions, JSONL (from `rlkd-lite gsrm label`).",
+    examples: str | None = documented("Labelled decompositions, JSONL (from `rlkd-lite gsrm label`).",
                                 default=None)
-    held_out: float = _doc("Share of the examples kept out of training and decomposed by the "
+    held_out: float = documented("Share of the examples kept out of training and decomposed by the "
                            "trained adapter at the end (at least one example).")
 
     def validate(self) -> None:
