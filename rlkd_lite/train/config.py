@@ -17,7 +17,8 @@ from rlkd_lite.errors import InputError, RlkdError
 
 METHODS = ("rlkd", "grpo", "sft")
 REWARDS = ("accuracy", "format", "tag_count", "structure")
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+# The top-level recipes/ folder; rlkd_lite/recipes links to it so that wheels carry the files.
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def documented(text: str, **kw: Any) -> Any:
