@@ -139,7 +139,8 @@ class RunLogCallback(TrainerCallback):
 
 
 class RichProgressCallback(TrainerCallback):
-    """A progress bar with step, reward, structure reward, step time and ETA."""
+    """A progress bar with step, reward, structure reward, step time and ETA; where nobody
+    watches a terminal (a log file, CI) one plain line per logged step instead."""
 
     def __init__(self, run_log: RunLogCallback, title: str):
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -148,10 +149,12 @@ class RichProgressCallback(TrainerCallback):
         from rlkd_lite.console import console
 
         self.run_log = run_log
+        self.console = console
         self.progress = Progress(
             TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=console, transient=False)
+            TimeRemainingColumn(), console=console, transient=False,
+            disable=not console.is_interactive)
         self.task = None
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -160,6 +163,8 @@ class RichProgressCallback(TrainerCallback):
                                            completed=state.global_step, stats="")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if "train_runtime" in (logs or {}):  # the end-of-training summary, not a step
+            return
         row = self.run_log.latest
         parts = []
         for key, label in (("reward", "reward"), ("structure", "struct"), ("accuracy", "acc"),
@@ -170,9 +175,9 @@ class RichProgressCallback(TrainerCallback):
             parts.append(f"{row['step_time_s']:.1f}s/step")
         stats = " · ".join(parts)
         self.progress.update(self.task, completed=state.global_step, stats=stats)
-        if not self.progress.console.is_interactive:  # a log file or CI: one line per step
-            self.progress.console.print(f"step {state.global_step}/{state.max_steps} · {stats}",
-                                        highlight=False)
+        if not self.console.is_interactive:
+            self.console.print(f"step {state.global_step}/{state.max_steps} · {stats}",
+                               highlight=False)
 
     def on_step_end(self, args, state, control, **kwargs):
         self.progress.update(self.task, completed=state.global_step)
