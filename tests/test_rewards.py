@@ -6,10 +6,9 @@ import pytest
 
 from rlkd_lite.structure.decomposers import make_decomposer
 from rlkd_lite.structure.judges import make_judge
-from rlkd_lite.structure.steps import Step
+from rlkd_lite.structure.steps import Step, steps_from_json, steps_to_json
 from rlkd_lite.train.rewards import (LastBatch, StructureReward, TagCountReward,
-                                     build_reward_functions, render_target, steps_from_json,
-                                     steps_to_json)
+                                     build_reward_functions, render_target)
 
 QUESTION = "Ann has 3 boxes of 4 pens and gives away 5 pens. How many pens are left?"
 TEACHER = "Ann has 3*4 = <<3*4=12>>12 pens.\nShe has 12-5 = <<12-5=7>>7 pens left."

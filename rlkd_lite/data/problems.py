@@ -17,15 +17,14 @@ Every problem must end up with a teacher trace.
 from __future__ import annotations
 
 import itertools
-import json
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rlkd_lite.data.jsonl import json_type, read_jsonl, write_jsonl_atomic
 from rlkd_lite.data.synthetic import SPLITS, SyntheticProblem, generate_problems
 from rlkd_lite.errors import InputError, RlkdError
-from rlkd_lite.structure.steps import Step
+from rlkd_lite.structure.steps import Step, steps_to_dicts, steps_to_json
 
 DATA_SPECS = ("synthetic", "gsm8k", "gsm8k-subset")
 """The named data specs; anything else must be a path to a .jsonl file."""
@@ -110,7 +109,7 @@ def problems_to_rows(problems: list[Problem], system_prompt: str) -> list[dict[s
              "answer": problem.answer,
              "problem_id": problem.id,
              "teacher_reasoning": problem.reasoning or "",
-             "teacher_steps": json.dumps(_steps_json(problem.steps)) if problem.steps else ""}
+             "teacher_steps": steps_to_json(problem.steps) if problem.steps else ""}
             for problem in problems]
 
 
@@ -265,16 +264,12 @@ def steps_field(value: Any, where: dict[str, Any], *, allow_empty: bool = False)
     return steps
 
 
-def _steps_json(steps: list[Step]) -> list[dict[str, str]]:
-    return [asdict(step) for step in steps]
-
-
 def _problem_json(problem: Problem) -> dict[str, Any]:
     row: dict[str, Any] = {"id": problem.id, "question": problem.question,
                            "answer": problem.answer}
     if problem.reasoning is not None:
         row["reasoning"] = problem.reasoning
     if problem.steps is not None:
-        row["steps"] = _steps_json(problem.steps)
+        row["steps"] = steps_to_dicts(problem.steps)
     row["source"] = problem.source
     return row

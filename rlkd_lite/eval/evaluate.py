@@ -40,7 +40,7 @@ from rlkd_lite.eval.passk import mean_pass_at_k
 from rlkd_lite.structure.decomposers import DECOMPOSER_NAMES, DecomposeInput, make_decomposer
 from rlkd_lite.structure.judges import JUDGE_NAMES, make_judge
 from rlkd_lite.structure.reward import StructureScore, structure_scores
-from rlkd_lite.structure.steps import Step, think_text
+from rlkd_lite.structure.steps import Step, steps_to_dicts, think_text
 from rlkd_lite.train.config import RunConfig, load_config
 
 EVAL_FILE = "eval.json"
@@ -326,8 +326,8 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
                 "correct": answers_match(predicted, problem.answer), "completion_tokens": length,
                 "structure": score.reward, "step_rewards": score.step_rewards,
                 "first_divergence": score.first_divergence,
-                "teacher_steps": [asdict(s) for s in teacher[index]],
-                "student_steps": [asdict(s) for s in student[index]]}
+                "teacher_steps": steps_to_dicts(teacher[index]),
+                "student_steps": steps_to_dicts(student[index])}
         if sampled is not None:
             item["samples_correct"] = sum(answers_match(extract_final_answer(t), problem.answer)
                                           for t, _ in sampled[index])

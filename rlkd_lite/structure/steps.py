@@ -6,6 +6,7 @@ raises, and text it cannot read simply yields fewer (or no) steps.
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,3 +118,18 @@ def parse_steps(text: str) -> list[Step]:
 def _append_step(steps: list[Step], parts: list[str]) -> None:
     if any(parts):
         steps.append(Step(*parts))
+
+
+def steps_to_dicts(steps: Sequence[Step]) -> list[dict[str, str]]:
+    """Steps as JSON-ready objects {meta, query, answer} (the `steps` field of our JSONL)."""
+    return [{"meta": s.meta, "query": s.query, "answer": s.answer} for s in steps]
+
+
+def steps_to_json(steps: Sequence[Step]) -> str:
+    """Steps as one JSON string: how teacher steps travel through a `datasets` column."""
+    return json.dumps(steps_to_dicts(steps), ensure_ascii=False)
+
+
+def steps_from_json(text: str) -> list[Step]:
+    """The inverse of `steps_to_json`; an empty string means no steps."""
+    return [Step(**s) for s in json.loads(text)] if text else []

@@ -15,7 +15,8 @@ from rlkd_lite.structure.judges import make_judge
 from rlkd_lite.models.loading import trainer_precision_args
 from rlkd_lite.train.callbacks import RunLogCallback, drop_printer, run_callbacks
 from rlkd_lite.train.config import RunConfig
-from rlkd_lite.train.rewards import LastBatch, build_reward_functions, steps_to_json
+from rlkd_lite.structure.steps import steps_to_json
+from rlkd_lite.train.rewards import LastBatch, build_reward_functions
 from rlkd_lite.train.run_dir import RunDir
 from rlkd_lite.train.teacher_cache import decompose_teachers
 

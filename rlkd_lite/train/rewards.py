@@ -15,18 +15,16 @@ under `rewards/<name>/mean`.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rlkd_lite.data.answers import answers_match, extract_final_answer
 from rlkd_lite.structure.decomposers import DecomposeInput
 from rlkd_lite.structure.reward import StructureScore, structure_scores
-from rlkd_lite.structure.steps import Step, think_text
+from rlkd_lite.structure.steps import Step, steps_from_json, think_text
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +60,6 @@ def prompt_question(prompt: Any) -> str:
         return prompt
     users = [m["content"] for m in prompt if m.get("role") == "user"]
     return users[-1] if users else ""
-
-
-def steps_from_json(text: str) -> list[Step]:
-    """Teacher steps travel through the dataset as a JSON string (datasets dislikes nesting)."""
-    return [Step(**s) for s in json.loads(text)] if text else []
-
-
-def steps_to_json(steps: Sequence[Step]) -> str:
-    return json.dumps([{"meta": s.meta, "query": s.query, "answer": s.answer} for s in steps])
 
 
 @dataclass

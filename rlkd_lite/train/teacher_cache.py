@@ -8,12 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 from rlkd_lite.data.jsonl import append_jsonl
 from rlkd_lite.structure.decomposers import DecomposeInput
-from rlkd_lite.structure.steps import Step
+from rlkd_lite.structure.steps import Step, steps_to_dicts
 
 
 def cache_key(decomposer_id: str, question: str, reasoning: str) -> str:
@@ -42,7 +41,7 @@ def decompose_teachers(items: Sequence[DecomposeInput], decomposer: Callable,
         results = decomposer([items[i] for i in batch])
         for i, steps in zip(batch, results):
             cached[keys[i]] = list(steps)
-            append_jsonl(cache_file, {"key": keys[i], "steps": [asdict(s) for s in steps]})
+            append_jsonl(cache_file, {"key": keys[i], "steps": steps_to_dicts(steps)})
         if on_batch:
             on_batch(len(batch))
     return [cached[k] for k in keys]
