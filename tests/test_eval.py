@@ -191,3 +191,18 @@ def test_compare_reports_missing_and_bad_files(tmp_path, monkeypatch):
     assert code == 1 and "needs eval.json files" in output
     code, output = run_eval("bad.json")
     assert code == 1 and "only for --compare" in output
+
+
+@pytest.mark.slow
+def test_problems_without_teacher_traces_get_accuracy_but_no_structure(tmp_path, tiny_model_dir,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plain.jsonl").write_text(
+        '{"id": "p1", "question": "What is 2+3?", "answer": "5"}\n'
+        '{"id": "p2", "question": "What is 4*4?", "answer": 16}\n')
+    code, output = run_eval("--model", str(tiny_model_dir), "--recipe", "tiny-cpu", "--data",
+                            "plain.jsonl", "--max-new-tokens", "4", "-o", "eval.json")
+    assert code == 0, output
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["metrics"]["problems"] == 2 and "accuracy" in report["metrics"]
+    assert "structure" not in report["metrics"]

@@ -280,8 +280,10 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
     _check_choices(settings, ks)
     model_name = settings.model or config.model
     data = settings.data or config.data
+    # Problems need no teacher trace: accuracy and pass@k stand alone; structure is scored on
+    # the problems that have one.
     problems = load_problems(data, subset=settings.limit, seed=settings.seed, split="test",
-                             teacher=settings.teacher)
+                             teacher=settings.teacher, require_trace=False)
     if run_dir is not None:
         check_no_overlap(problems, run_dir)
     elif settings.adapter:
@@ -338,7 +340,10 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
     for k in ks:
         metrics[f"pass@{k}"] = mean_pass_at_k([item["samples_correct"] for item in items],
                                               settings.samples, k)
-    metrics["structure"] = statistics.fmean(score.reward for score in scores)
+    traced = [score.reward for problem, score in zip(problems, scores)
+              if problem.reasoning or problem.steps]
+    if traced:  # no teacher traces in the data: no structure metric
+        metrics["structure"] = statistics.fmean(traced)
     metrics["completion_tokens"] = statistics.fmean(item["completion_tokens"] for item in items)
     result = EvalResult(
         model=model_name, adapter=settings.adapter, run=str(run_dir) if run_dir else None,
@@ -360,15 +365,19 @@ def _structure(problems: Sequence[Problem], completions: Sequence[str], decompos
                ) -> tuple[list[list[Step]], list[list[Step]], list[StructureScore]]:
     """Teacher steps, student steps and structure scores. Teacher text goes through the same
     decomposer as the student's reasoning, so both sides are segmented alike (as in training);
-    given teacher steps are used where there is no text."""
+    given teacher steps are used where there is no text. A problem without a teacher trace
+    scores 0 and its completion is not decomposed."""
     with_text = [i for i, p in enumerate(problems) if p.reasoning]
+    traced = [i for i, p in enumerate(problems) if p.reasoning or p.steps]
     inputs = [DecomposeInput(problems[i].question, problems[i].reasoning or "") for i in with_text]
-    inputs += [DecomposeInput(p.question, think_text(c)) for p, c in zip(problems, completions)]
-    decomposed = decomposer(inputs)
+    inputs += [DecomposeInput(problems[i].question, think_text(completions[i])) for i in traced]
+    decomposed = decomposer(inputs) if inputs else []
     teacher = [list(p.steps or []) for p in problems]
     for i, steps in zip(with_text, decomposed):
         teacher[i] = steps
-    student = decomposed[len(with_text):]
+    student: list[list[Step]] = [[] for _ in problems]
+    for i, steps in zip(traced, decomposed[len(with_text):]):
+        student[i] = steps
     return teacher, student, structure_scores(teacher, student, judge, normalize)
 
 
