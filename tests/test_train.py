@@ -75,6 +75,8 @@ def test_rlkd_run_with_in_process_gsrm_writes_a_complete_run_directory(gsrm_run)
     assert not (run / "adapter" / "gsrm").exists()  # only the student is saved
     assert checkpoints(run) == ["checkpoint-1", "checkpoint-2"]
     assert (run / "config.yaml").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["gsrm_unchanged"] is True
     assert read_jsonl(run / "cache" / "teacher_steps.jsonl")  # teacher traces decomposed once
 
 

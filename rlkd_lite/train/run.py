@@ -6,7 +6,7 @@
     4. sft:  supervised distillation on the teacher traces             -> train/sft.py
        rlkd/grpo: decompose the teacher traces once (cached), build the rewards, run TRL's
        GRPOTrainer (Unsloth's patched one on GPU)                       -> train/grpo.py
-    5. save the student adapter (safetensors) and a summary
+    5. save the student adapter (safetensors) and summary.json
 
 How this departs from the paper's setup: the GSRM is a LoRA adapter on the student's own base
 swapped in inside the reward function (the authors ran two separate 7B vLLM servers), the judge
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rlkd_lite.console import console, status
+from rlkd_lite.data.jsonl import write_json_atomic
 from rlkd_lite.data.problems import Problem, load_problems
 from rlkd_lite.errors import RlkdError
 from rlkd_lite.models.registry import check_model_name
@@ -119,6 +120,9 @@ def run_training(config: RunConfig, *, resume: bool = False) -> RunResult:
         from rlkd_lite.models.adapters import adapter_state_fingerprint
 
         unchanged = adapter_state_fingerprint(model, GSRM_ADAPTER) == fingerprint
+    write_json_atomic(run.path / "summary.json", {
+        "method": config.method, "steps": trainer.state.global_step, "seconds": round(seconds, 2),
+        "gsrm_unchanged": unchanged, "last_metrics": run_log.latest})
     return RunResult(run.path, trainer.state.global_step, seconds, run_log.latest, unchanged,
                      model, tokenizer)
 

@@ -6,6 +6,7 @@
     RUN/checkpoints/         Trainer checkpoints (adapter + optimizer + state), every save_steps
     RUN/cache/               teacher decompositions, keyed by content and decomposer
     RUN/adapter/             the final student adapter (safetensors)
+    RUN/summary.json         steps, wall time, last metrics, whether the gsrm adapter is unchanged
 """
 from __future__ import annotations
 
