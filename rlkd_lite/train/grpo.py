@@ -10,12 +10,13 @@ from typing import Any
 
 from rlkd_lite.console import console, status
 from rlkd_lite.data.problems import Problem, problems_to_rows
+from rlkd_lite.models.adapters import GSRM_ADAPTER
+from rlkd_lite.models.loading import trainer_precision_args
 from rlkd_lite.structure.decomposers import DecomposeInput, make_decomposer
 from rlkd_lite.structure.judges import make_judge
-from rlkd_lite.models.loading import trainer_precision_args
+from rlkd_lite.structure.steps import steps_to_json
 from rlkd_lite.train.callbacks import RunLogCallback, drop_printer, run_callbacks
 from rlkd_lite.train.config import RunConfig
-from rlkd_lite.structure.steps import steps_to_json
 from rlkd_lite.train.rewards import LastBatch, build_reward_functions
 from rlkd_lite.train.run_dir import RunDir
 from rlkd_lite.train.teacher_cache import decompose_teachers
@@ -23,8 +24,6 @@ from rlkd_lite.train.teacher_cache import decompose_teachers
 
 def build_decomposer(name: str, config: RunConfig, model: Any, tokenizer: Any) -> tuple[Any, str]:
     """A decomposer and its identity for the teacher cache (model and adapter included)."""
-    from rlkd_lite.models.adapters import GSRM_ADAPTER
-
     if name != "gsrm":
         return make_decomposer(name), name
     adapter = GSRM_ADAPTER if config.gsrm_adapter else None
@@ -35,8 +34,6 @@ def build_decomposer(name: str, config: RunConfig, model: Any, tokenizer: Any) -
 
 
 def build_judge(config: RunConfig, model: Any, tokenizer: Any) -> Any:
-    from rlkd_lite.models.adapters import GSRM_ADAPTER
-
     if config.judge != "llm":
         return make_judge(config.judge)
     return make_judge("llm", model=model, tokenizer=tokenizer,
@@ -46,8 +43,8 @@ def build_judge(config: RunConfig, model: Any, tokenizer: Any) -> Any:
 
 def teacher_steps_json(problems: list[Problem], decomposer: Any, decomposer_id: str,
                        run: RunDir, batch_size: int) -> list[str]:
-    """Teacher traces go through the same decomposer as the student's rollouts (so both sides
-    are segmented alike), once, cached; given steps are used only where there is no text."""
+    """Teacher traces go through `decomposer` (by default the rollouts' own, so that both sides
+    are segmented alike) once, cached; given steps are used only where there is no text."""
     todo = [p for p in problems if p.reasoning]
     decomposed = {}
     if todo:
