@@ -199,7 +199,7 @@ def _with_teacher_traces(problems: list[Problem],
 # Field validation (errors name file, line and field)
 
 def required_field(row: dict[str, Any], key: str, where: dict[str, Any],
-              field: str | None = None) -> Any:
+                   field: str | None = None) -> Any:
     """`row[key]`; `field` names it in errors when it is nested (default: the key)."""
     if row.get(key) is None:
         raise InputError("missing (or null)", field=field or key, **where)

@@ -24,7 +24,7 @@ _TEMPLATE_OPTIONS = {"enable_thinking": False}
 
 
 def chat_token_ids(tokenizer: Any,
-                    conversations: Sequence[list[dict[str, str]]]) -> list[list[int]]:
+                   conversations: Sequence[list[dict[str, str]]]) -> list[list[int]]:
     """Token ids of each conversation with the assistant's turn opened."""
     texts = [
         tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
@@ -112,7 +112,7 @@ class LLMJudge:
         if not pairs:
             return []
         ids = chat_token_ids(self.tokenizer,
-                              [judge_messages(pair, self.max_text_chars) for pair in pairs])
+                             [judge_messages(pair, self.max_text_chars) for pair in pairs])
         scores = [0.0] * len(pairs)
         with use_adapter(self.model, self.adapter), torch.inference_mode():
             for indices, input_ids, attention_mask in left_padded_batches(

@@ -21,83 +21,84 @@ REWARDS = ("accuracy", "format", "tag_count", "structure")
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
-def documented(text: str, **kw: Any) -> Any:
+def doc(text: str, **kw: Any) -> Any:
+    """A dataclass field with its help text kept beside it (`dataclasses.fields(...).metadata`)."""
     return field(metadata={"help": text}, **kw)
 
 
 @dataclass(kw_only=True)
 class RunConfig:
-    """Everything one training run needs. Field docs double as `--set` help."""
+    """Everything one training run needs; each field's help says what it is."""
 
     # --- model -------------------------------------------------------------------------------
-    model: str = documented("Alias (qwen2.5-0.5b/1.5b/3b/7b, smollm2-135m), local path or Hub repo id.")
-    backend: str = documented("unsloth (fused kernels) or hf (transformers+PEFT+bitsandbytes).",
-                        default="unsloth")
-    load_in_4bit: bool = documented("Quantise the frozen base to 4-bit NF4 (QLoRA).", default=True)
-    max_seq_length: int = documented("Longest prompt+completion the model is prepared for, in tokens.")
-    lora_rank: int = documented("LoRA rank r of the student adapter (and of a fresh gsrm adapter).")
-    lora_alpha: int = documented("LoRA scaling alpha.")
-    lora_dropout: float = documented("Dropout on the LoRA path.")
-    lora_target_modules: list[str] = documented("Modules that get LoRA; the gsrm adapter must match.")
-    init_adapter: str | None = documented("Start the student from this adapter or run dir (SFT→RLKD).",
-                                    default=None)
-    gsrm_adapter: str | None = documented("Trained gsrm adapter; without it the base model, few-shot, "
-                                    "decomposes and judges.", default=None)
-    trust_remote_code: bool = documented("Allow model code from the Hub (only if you trust it).",
-                                   default=False)
+    model: str = doc("Alias (qwen2.5-0.5b/1.5b/3b/7b, smollm2-135m), local path or Hub repo id.")
+    backend: str = doc("unsloth (fused kernels) or hf (transformers+PEFT+bitsandbytes).",
+                       default="unsloth")
+    load_in_4bit: bool = doc("Quantise the frozen base to 4-bit NF4 (QLoRA).", default=True)
+    max_seq_length: int = doc("Longest prompt+completion the model is prepared for, in tokens.")
+    lora_rank: int = doc("LoRA rank r of the student adapter (and of a fresh gsrm adapter).")
+    lora_alpha: int = doc("LoRA scaling alpha.")
+    lora_dropout: float = doc("Dropout on the LoRA path.")
+    lora_target_modules: list[str] = doc("Modules that get LoRA; the gsrm adapter must match.")
+    init_adapter: str | None = doc("Start the student from this adapter or run dir (SFT→RLKD).",
+                                   default=None)
+    gsrm_adapter: str | None = doc("Trained gsrm adapter; without it the base model, few-shot, "
+                                   "decomposes and judges.", default=None)
+    trust_remote_code: bool = doc("Allow model code from the Hub (only if you trust it).",
+                                  default=False)
 
     # --- data --------------------------------------------------------------------------------
-    data: str = documented("synthetic (offline), gsm8k-subset (Hub) or a JSONL file of problems.")
-    teacher: str | None = documented("JSONL of teacher traces paired by id, if not in the data file.",
-                               default=None)
-    subset: int | None = documented("Use the first N problems (synthetic: generate N).", default=None)
-    system_prompt: str = documented("System message: how the student must lay out its reasoning.")
-    answer_format: str = documented("think (<think>reasoning</think> then '#### N', as in the paper) or "
-                              "plain (reasoning lines then '#### N'); what the format rewards "
-                              "check and the SFT target.")
+    data: str = doc("synthetic (offline), gsm8k-subset (Hub) or a JSONL file of problems.")
+    teacher: str | None = doc("JSONL of teacher traces paired by id, if not in the data file.",
+                              default=None)
+    subset: int | None = doc("Use the first N problems (synthetic: generate N).", default=None)
+    system_prompt: str = doc("System message: how the student must lay out its reasoning.")
+    answer_format: str = doc("think (<think>reasoning</think> then '#### N', as in the paper) or "
+                             "plain (reasoning lines then '#### N'); what the format rewards "
+                             "check and the SFT target.")
 
     # --- method and rewards ------------------------------------------------------------------
-    method: str = documented("rlkd (structure + outcome rewards), grpo (outcome only) or sft.")
-    reward_weights: dict[str, float] = documented(
+    method: str = doc("rlkd (structure + outcome rewards), grpo (outcome only) or sft.")
+    reward_weights: dict[str, float] = doc(
         "Weight per reward (accuracy, format, tag_count, structure); summed before GRPO's "
         "group normalisation. grpo drops structure.")
-    decomposer: str = documented("How reasoning becomes steps: gsrm (the model), rules or tagged.")
-    judge: str = documented("How steps are compared: llm (the model, yes/no logits), lexical or exact.")
-    teacher_decomposer: str | None = documented(
+    decomposer: str = doc("How reasoning becomes steps: gsrm (the model), rules or tagged.")
+    judge: str = doc("How steps are compared: llm (the model, yes/no logits), lexical or exact.")
+    teacher_decomposer: str | None = doc(
         "Decomposer for the teacher traces if not `decomposer` (e.g. rules for GSM8K-style "
         "traces while the GSRM decomposes rollouts).", default=None)
-    normalize_structure: bool = documented("Divide the structure reward by the teacher's step count "
-                                     "(the paper sums).", default=False)
-    gsrm_max_new_tokens: int = documented("Token budget of one GSRM decomposition.")
-    gsrm_batch_size: int = documented("Completions decomposed per generate call.")
-    judge_batch_size: int = documented("Step pairs judged per forward pass.")
+    normalize_structure: bool = doc("Divide the structure reward by the teacher's step count "
+                                    "(the paper sums).", default=False)
+    gsrm_max_new_tokens: int = doc("Token budget of one GSRM decomposition.")
+    gsrm_batch_size: int = doc("Completions decomposed per generate call.")
+    judge_batch_size: int = doc("Step pairs judged per forward pass.")
 
     # --- optimisation ------------------------------------------------------------------------
-    learning_rate: float = documented("Peak learning rate of the student adapter.")
-    lr_scheduler_type: str = documented("transformers scheduler name.", default="constant")
-    warmup_ratio: float = documented("Share of steps spent warming up the learning rate.")
-    weight_decay: float = documented("AdamW weight decay.")
-    max_grad_norm: float = documented("Gradient clipping norm.")
-    max_steps: int = documented("Optimizer steps in the run.")
-    per_device_train_batch_size: int = documented("Completions per device per micro-batch.")
-    gradient_accumulation_steps: int = documented("Micro-batches per optimizer step.")
-    num_generations: int = documented("GRPO group size: completions sampled per prompt.")
-    max_prompt_length: int = documented("Prompts longer than this (tokens) are dropped at load time.")
-    max_completion_length: int = documented("Longest completion sampled, in tokens.")
-    temperature: float = documented("Sampling temperature of the rollouts.")
-    beta: float = documented("KL coefficient against the reference (0 disables the reference pass).")
-    loss_type: str = documented("TRL GRPO loss (grpo, dapo, dr_grpo, bnpo, ...).")
-    num_train_epochs: float = documented("SFT only: passes over the teacher traces (max_steps wins).",
-                                   default=1.0)
-    seed: int = documented("Seed for data order, LoRA init and sampling.", default=0)
+    learning_rate: float = doc("Peak learning rate of the student adapter.")
+    lr_scheduler_type: str = doc("transformers scheduler name.", default="constant")
+    warmup_ratio: float = doc("Share of steps spent warming up the learning rate.")
+    weight_decay: float = doc("AdamW weight decay.")
+    max_grad_norm: float = doc("Gradient clipping norm.")
+    max_steps: int = doc("Optimizer steps in the run.")
+    per_device_train_batch_size: int = doc("Completions per device per micro-batch.")
+    gradient_accumulation_steps: int = doc("Micro-batches per optimizer step.")
+    num_generations: int = doc("GRPO group size: completions sampled per prompt.")
+    max_prompt_length: int = doc("Prompts longer than this (tokens) are dropped at load time.")
+    max_completion_length: int = doc("Longest completion sampled, in tokens.")
+    temperature: float = doc("Sampling temperature of the rollouts.")
+    beta: float = doc("KL coefficient against the reference (0 disables the reference pass).")
+    loss_type: str = doc("TRL GRPO loss (grpo, dapo, dr_grpo, bnpo, ...).")
+    num_train_epochs: float = doc("SFT only: passes over the teacher traces (max_steps wins).",
+                                  default=1.0)
+    seed: int = doc("Seed for data order, LoRA init and sampling.", default=0)
 
     # --- run directory -----------------------------------------------------------------------
-    output_dir: str = documented("Run directory: adapter, config, metrics, samples, checkpoints.")
-    save_steps: int = documented("Checkpoint every N steps (and on Ctrl-C).")
-    save_total_limit: int = documented("Checkpoints kept on disk.", default=2)
-    logging_steps: int = documented("Log metrics every N steps.", default=1)
-    sample_every: int = documented("Write sample completions with their decomposition every N steps.")
-    samples_per_log: int = documented("Completions written each time.", default=4)
+    output_dir: str = doc("Run directory: adapter, config, metrics, samples, checkpoints.")
+    save_steps: int = doc("Checkpoint every N steps (and on Ctrl-C).")
+    save_total_limit: int = doc("Checkpoints kept on disk.", default=2)
+    logging_steps: int = doc("Log metrics every N steps.", default=1)
+    sample_every: int = doc("Write sample completions with their decomposition every N steps.")
+    samples_per_log: int = doc("Completions written each time.", default=4)
 
     def validate(self) -> None:
         """Check choices and cross-field rules before anything heavy loads."""
@@ -136,10 +137,6 @@ class RunConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
-
-
-def field_help(name: str) -> str:
-    return FIELDS[name].metadata.get("help", "")
 
 
 def recipe_path(name_or_path: str) -> Path:

@@ -32,7 +32,7 @@ from rlkd_lite.structure.decomposers import RulesDecomposer
 from rlkd_lite.structure.judges import ExactJudge
 from rlkd_lite.structure.reward import structure_scores
 from rlkd_lite.structure.steps import Step, parse_steps, render_steps
-from rlkd_lite.train.config import RunConfig, documented, load_config
+from rlkd_lite.train.config import RunConfig, doc, load_config
 
 # Reject reasons, as written to the rejects file.
 NO_REASONING = "no_reasoning"
@@ -219,10 +219,10 @@ class GsrmTrainConfig(RunConfig):
     they drive the decomposer during RLKD training; fields about problems, rewards and GRPO are
     not used."""
 
-    examples: str | None = documented("Labelled decompositions, JSONL (from `rlkd-lite gsrm label`).",
-                                default=None)
-    held_out: float = documented("Share of the examples kept out of training and decomposed by the "
-                           "trained adapter at the end (at least one example).")
+    examples: str | None = doc("Labelled decompositions, JSONL (from `rlkd-lite gsrm label`).",
+                               default=None)
+    held_out: float = doc("Share of the examples kept out of training and decomposed by the "
+                          "trained adapter at the end (at least one example).")
 
     def validate(self) -> None:
         super().validate()
