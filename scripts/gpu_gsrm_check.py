@@ -28,6 +28,7 @@ from rlkd_lite.data.resumable import ResumableOutput
 from rlkd_lite.train.config import parse_set_overrides
 from rlkd_lite.train.gsrm import (GsrmTrainConfig, label_with_rules, load_gsrm_config,
                                   read_label_examples, train_gsrm)
+from rlkd_lite.train.run_dir import RunDir
 
 HELD_OUT = 8
 """Examples the run decomposes for its own evaluation (which also warms up generation)."""
@@ -57,8 +58,7 @@ def check_gsrm(model_dir: str | Path, work_dir: str | Path, *, recipe: str = "gs
         torch.cuda.reset_peak_memory_stats()
 
     result = train_gsrm(config)
-    step_times = [json.loads(line)["step_time_s"]
-                  for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    step_times = [row["step_time_s"] for row in RunDir(result.run_dir).metric_rows()]
     train_peak = torch.cuda.max_memory_allocated() / GIB if cuda else None
 
     examples = read_label_examples(labels)[:traces]

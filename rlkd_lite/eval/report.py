@@ -55,6 +55,7 @@ def read_metrics(run: RunDir) -> tuple[list[dict[str, Any]], int]:
         raise RlkdError(f"{run.path}: no {run.metrics.name} (not a run directory, or the run has "
                         f"not logged a step yet)")
     unreadable: list[InputError] = []
+    # Straight through read_jsonl, not RunDir.read_log: an empty log is an error worth naming here.
     rows = [row for _, row in read_jsonl(run.metrics, on_error=unreadable.append)]
     return rows, len(unreadable)
 
@@ -85,11 +86,7 @@ def latest_samples(run_dir: str | Path, limit: int) -> list[dict[str, Any]]:
     """The newest logged sample (a row of samples.jsonl) of each of up to `limit` different
     questions, newest first; [] when the run logged none. (One logging step holds completions
     of one prompt group, so different questions come from several steps.)"""
-    try:
-        rows = [row for _, row in read_jsonl(RunDir(Path(run_dir)).samples,
-                                             on_error=lambda _: None)]
-    except InputError:  # no samples.jsonl, or an empty one: the run logged no samples yet
-        return []
+    rows = RunDir(Path(run_dir)).sample_rows()
     newest: dict[str, dict[str, Any]] = {}
     # A stable sort keeps the log's order within a step; the first row of each question wins.
     for row in sorted(rows, key=lambda row: -row.get("step", 0)):

@@ -61,6 +61,7 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     """Train `steps` steps of one variant in this process and summarise its metrics."""
     from rlkd_lite.train.config import load_config
     from rlkd_lite.train.run import run_training
+    from rlkd_lite.train.run_dir import RunDir
 
     method, backend = VARIANTS[variant]
     config = load_config(recipe, {
@@ -72,8 +73,7 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     start = time.perf_counter()
     result = run_training(config)
     total = time.perf_counter() - start
-    rows = [json.loads(line) for line in
-            (Path(out_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = RunDir(Path(out_dir)).metric_rows()
     steady = rows[1:] or rows
     summary: dict[str, Any] = {
         "variant": variant, "device": torch.cuda.get_device_name(0) if cuda else "cpu",

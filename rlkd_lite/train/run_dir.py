@@ -10,12 +10,13 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlkd_lite.data.jsonl import append_jsonl, write_text_atomic
-from rlkd_lite.errors import RlkdError
+from rlkd_lite.data.jsonl import append_jsonl, read_jsonl, write_jsonl_atomic, write_text_atomic
+from rlkd_lite.errors import InputError, RlkdError
 
 # Fields that may differ between a run and its resumption without changing what is trained.
 RESUMABLE_CHANGES = {"max_steps", "save_steps", "logging_steps", "sample_every", "output_dir",
@@ -81,13 +82,20 @@ class RunDir:
     def log_sample(self, row: dict[str, Any]) -> None:
         append_jsonl(self.samples, row)
 
-    def metric_rows(self) -> list[dict[str, Any]]:
-        import json
-
-        if not self.metrics.is_file():
+    @staticmethod
+    def read_log(path: Path, on_error: Callable[[InputError], None] | None = None
+                 ) -> list[dict[str, Any]]:
+        """The rows of a JSONL log ([] when there is none yet). A line that cannot be read (the
+        torn last line of a crash mid-append) is skipped, or passed to `on_error`."""
+        if not path.is_file() or path.stat().st_size == 0:
             return []
-        return [json.loads(line) for line in self.metrics.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
+        return [row for _, row in read_jsonl(path, on_error=on_error or (lambda _: None))]
+
+    def metric_rows(self) -> list[dict[str, Any]]:
+        return self.read_log(self.metrics)
+
+    def sample_rows(self) -> list[dict[str, Any]]:
+        return self.read_log(self.samples)
 
     def trend(self, keys: list[str]) -> dict[str, tuple[float, float]]:
         """(mean over the first quarter of the logged steps, mean over the last quarter) per key:
@@ -105,12 +113,7 @@ class RunDir:
     def forget_after(self, step: int) -> None:
         """On resume, drop metric and sample lines logged after the checkpoint we restart from,
         so the logs describe one consistent run."""
-        import json
-
-        from rlkd_lite.data.jsonl import write_jsonl_atomic
-
         for path in (self.metrics, self.samples):
             if path.is_file():
-                rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-                        if line.strip()]
-                write_jsonl_atomic(path, [r for r in rows if r.get("step", 0) <= step])
+                write_jsonl_atomic(path, [r for r in self.read_log(path)
+                                          if r.get("step", 0) <= step])
