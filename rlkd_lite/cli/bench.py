@@ -24,24 +24,29 @@ def bench(
     workdir: Optional[Path] = typer.Option(None, help="Where the model and runs go "
                                            "(default: a new temporary directory)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results here."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe field for every variant: "
+                                   "FIELD=VALUE (repeatable), e.g. --set decode_graphs=false."),
 ) -> None:
     """Time RLKD's step by stage against GRPO with and without Unsloth; print and save it."""
     from rich.table import Table
 
     from rlkd_lite.data.jsonl import write_json_atomic
     from rlkd_lite.train.bench import BenchTargets, check_targets, default_workdir, run_bench
+    from rlkd_lite.train.config import parse_set_overrides
 
     with user_errors():
+        overrides = parse_set_overrides(set_)
         work = workdir or default_workdir()
         work.mkdir(parents=True, exist_ok=True)
         results = run_bench(recipe=recipe, shape=shape, variants=variants.split(","),
                             steps=steps, judge_pairs=judge_pairs, workdir=work,
-                            on_variant=lambda v: console.print(f"[bold]bench:[/] {v}"))
+                            overrides=overrides, on_variant=lambda v: console.print(f"[bold]bench:[/] {v}"))
     table = Table(title=f"rlkd-lite bench · {shape} · {recipe} · mean of steps 2..{steps}")
     columns = [("step s", "step_time_s"), ("generate s", "generate_s"),
                ("decompose s", "structure_decompose_s"), ("judge s", "structure_judge_s"),
                ("train s", "train_s"), ("tokens/s", "tokens_per_s"),
-               ("first step s", "first_step_s"), ("peak GiB", "peak_gpu_gib")]
+               ("first step s", "first_step_s"), ("peak GiB", "peak_gpu_gib"),
+               ("generate peak", "generate_peak_gib"), ("rewards peak", "rewards_peak_gib")]
     table.add_column("variant")
     for title, _ in columns:
         table.add_column(title, justify="right")
@@ -61,7 +66,8 @@ def bench(
         mark = "[green]met[/]" if met else "[red]not met[/]"
         console.print(f"{mark}  {goal}: {measured}")
     if json_out:
-        write_json_atomic(json_out, {"recipe": recipe, "shape": shape, "results": results,
+        write_json_atomic(json_out, {"recipe": recipe, "shape": shape, "overrides": overrides,
+                                     "results": results,
                                      "targets": [{"goal": g, "measured": m, "met": ok}
                                                  for g, m, ok in checks]})
     if any("error" in r for r in results):

@@ -5,7 +5,8 @@ the student, so switching to it must leave no trace: PEFT's `set_adapter` marks 
 activates trainable and freezes all others (with `inference_mode=True` it freezes every
 adapter), and `disable_adapter()` re-enables grads of the active adapter on exit whatever they
 were before. `use_adapter` therefore snapshots and restores the active adapter, every
-parameter's `requires_grad` and every module's train/eval mode.
+parameter's `requires_grad`, every module's train/eval mode and Unsloth's training mode
+(`keep_training_mode`: Unsloth's generate leaves an eval-mode model in inference mode).
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def use_adapter(model: PeftModel, name: str | None) -> Iterator[PeftModel]:
     import torch
     from peft import PeftModel
 
+    from rlkd_lite.models.generation import keep_training_mode
+
     has_adapters = isinstance(model, PeftModel)
     if name is not None and not has_adapters:
         raise ValueError(f"model has no PEFT adapters, so no adapter {name!r}")
@@ -45,6 +48,7 @@ def use_adapter(model: PeftModel, name: str | None) -> Iterator[PeftModel]:
     previous = model.active_adapter if has_adapters else None
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(keep_training_mode(model))
             model.eval()
             stack.enter_context(torch.no_grad())
             if name is not None:

@@ -77,11 +77,13 @@ def _ensure_pad_token(tokenizer: Any) -> None:
 def load_student(model_name: str, *, backend: str, lora: LoraSettings, max_seq_length: int,
                  load_in_4bit: bool = True, seed: int = 0, init_adapter: str | None = None,
                  gsrm_adapter: str | None = None, gradient_checkpointing: bool = True,
-                 trust_remote_code: bool = False) -> tuple[Any, Any]:
+                 trust_remote_code: bool = False, decode_graphs: bool = False
+                 ) -> tuple[Any, Any]:
     """Return (PeftModel with a trainable `default` adapter [and a frozen `gsrm`], tokenizer).
 
     `init_adapter` starts the student from a saved adapter (e.g. an SFT run: SFT→RLKD);
     `gsrm_adapter` loads a trained GSRM adapter; without one the reward uses the bare base model.
+    `decode_graphs` lets Unsloth graph this model type's decode step (`allow_decode_graphs`).
     """
     prepare_backend(backend)
     import torch
@@ -99,6 +101,10 @@ def load_student(model_name: str, *, backend: str, lora: LoraSettings, max_seq_l
             model, r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
             target_modules=list(lora.target_modules), random_state=seed,
             use_gradient_checkpointing="unsloth" if gradient_checkpointing else False)
+        if decode_graphs:
+            from rlkd_lite.models.generation import allow_decode_graphs
+
+            allow_decode_graphs(model.config.model_type)
     else:
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
         from transformers import AutoModelForCausalLM, AutoTokenizer

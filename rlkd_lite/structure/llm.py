@@ -2,7 +2,8 @@
 
 Both run in process on the student's own base model, with the frozen gsrm adapter (or the bare
 base model, adapter None) switched in by `use_adapter` for the duration of a call, so they can
-be called from a reward function in the middle of training. This module needs torch; the
+be called from a reward function in the middle of training; decompositions decode with Unsloth's
+CUDA graphs where its rollouts do (`decode_graphs`). This module needs torch; the
 `rlkd_lite.structure` package imports it only when one of these names is asked for.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from rlkd_lite.models.adapters import use_adapter
+from rlkd_lite.models.generation import decode_graphs
 from rlkd_lite.structure.decomposers import DecomposeInput
 from rlkd_lite.structure.judges import JudgePair
 from rlkd_lite.structure.steps import Step, parse_steps, render_steps
@@ -264,7 +266,8 @@ class GSRMDecomposer:
             decomposition_messages(item.question, item.reasoning, self.few_shot) for item in items
         ])
         texts = [""] * len(items)
-        with use_adapter(self.model, self.adapter), torch.inference_mode():
+        with use_adapter(self.model, self.adapter), decode_graphs(self.model), \
+                torch.inference_mode():
             for indices, input_ids, attention_mask in left_padded_batches(
                     self.tokenizer, ids, self.batch_size, self.model.device):
                 prompt_length = input_ids.shape[1]
@@ -279,6 +282,8 @@ class GSRMDecomposer:
                     # Qwen-Instruct's sets a repetition penalty, which works against copying
                     # numbers and phrases from the reasoning.
                     repetition_penalty=1.0,
+                    # A model in the middle of training has its config's KV cache turned off.
+                    use_cache=True,
                     pad_token_id=self.tokenizer.pad_token_id,
                     stopping_criteria=stopping,
                 )

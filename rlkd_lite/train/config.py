@@ -46,6 +46,12 @@ class RunConfig:
                                    "decomposes and judges.", default=None)
     trust_remote_code: bool = doc("Allow model code from the Hub (only if you trust it).",
                                   default=False)
+    decode_graphs: bool = doc(
+        "unsloth on NVIDIA: replay the decode step as CUDA graphs for this model even if Unsloth "
+        "does not list its type as tested (it lists llama and qwen3; qwen2 runs the same decode "
+        "code). Many times faster rollouts and GSRM decompositions; scripts/gpu_check.sh checks "
+        "that greedy tokens are unchanged. UNSLOTH_DECODE_CUDA_GRAPHS=0 turns graphs off.",
+        default=False)
 
     # --- data --------------------------------------------------------------------------------
     data: str = doc("synthetic (offline), gsm8k-subset (Hub) or a JSONL file of problems.")

@@ -74,6 +74,7 @@ def load_config_model(config: RunConfig, *, gsrm_adapter: str | None = None) -> 
             config.model, backend=config.backend, max_seq_length=config.max_seq_length,
             load_in_4bit=config.load_in_4bit, seed=config.seed, init_adapter=config.init_adapter,
             gsrm_adapter=gsrm_adapter, trust_remote_code=config.trust_remote_code,
+            decode_graphs=config.decode_graphs,
             lora=LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout,
                               tuple(config.lora_target_modules)))
 

@@ -1,0 +1,176 @@
+"""GPU check of generation in the middle of training (issue 6), on the student's 4-bit Unsloth model.
+
+    python scripts/gpu_decode_check.py --model-dir DIR [--tokens 128] [--json OUT.json]
+
+1. Modes. The GSRM generates inside the reward with the model in eval mode. A bare generate call
+   from there (what the reward did before `keep_training_mode`) is compared with the same call
+   through `use_adapter`: gradient checkpointing mode and Unsloth's inference flag afterwards.
+2. Decode graphs. 8 chat prompts, greedy, `--tokens` new tokens, with the student adapter (a
+   rollout) and with adapters disabled (the bare-base GSRM): Unsloth's eager decode step against
+   its CUDA-graph replay for this model type. The tokens must be identical; ms per token and
+   Unsloth's replay counters are printed.
+3. The GSRM decomposer (few-shot, bare base, 8 rollout-sized reasonings, `--tokens` budget) the
+   way the reward calls it: seconds and peak GPU memory, eager and with graphs.
+
+DIR is a saved model, e.g. the bench's random-init Qwen2.5-1.5B shape (random weights never
+emit EOS, so every call runs to the token budget). Exit code 1 when tokens differ or a mode is
+not restored.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import types
+from typing import Any
+
+GIB = 2 ** 30
+
+
+def _timed(fn: Any) -> tuple[Any, float]:
+    import torch
+
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    out = fn()
+    sync()
+    return out, time.perf_counter() - start
+
+
+def check_modes(model: Any, input_ids: Any, attention_mask: Any) -> dict[str, Any]:
+    """Checkpointing mode and inference flag before and after an eval-mode generate call."""
+    import torch
+
+    from rlkd_lite.models.adapters import use_adapter
+    from rlkd_lite.models.generation import gradient_checkpointing_mode, is_unsloth_model
+
+    if not is_unsloth_model(model):  # Unsloth's CPU fallback is plain transformers
+        return {"restored": True, "skipped": "not an Unsloth GPU model"}
+
+    def state() -> dict[str, Any]:
+        return {"checkpointing": str(gradient_checkpointing_mode(model)),
+                "inference_flag": bool(getattr(model, "_flag_for_generation", False)),
+                "training": model.training}
+
+    def generate() -> None:
+        model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=4,
+                       do_sample=False, use_cache=True)
+
+    before = state()
+    model.eval()  # what use_adapter did, without keep_training_mode
+    with torch.no_grad():
+        generate()
+    model.train()
+    bare = state()
+    model.for_training(use_gradient_checkpointing="unsloth")  # repair for the next check
+    with use_adapter(model, None), torch.inference_mode():
+        generate()
+    through_use_adapter = state()
+    return {"before": before, "bare_generate": bare, "use_adapter": through_use_adapter,
+            "restored": through_use_adapter == before}
+
+
+def compare_graphs(model: Any, input_ids: Any, attention_mask: Any, tokens: int,
+                   graphs: Any) -> dict[str, Any]:
+    """Eager against graph-replayed greedy decoding, with the student adapter and without."""
+    import torch
+
+    from rlkd_lite.models.adapters import use_adapter
+
+    base = model.get_base_model()
+    results: dict[str, Any] = {}
+    for label, adapter in (("student", "default"), ("bare_base", None)):
+        outputs, seconds = {}, {}
+        for mode, flag in (("eager", False), ("graphs", True)):
+            graphs.ENABLED = flag
+            with use_adapter(model, adapter), torch.inference_mode():
+                def run() -> Any:
+                    return model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                          max_new_tokens=tokens, do_sample=False, use_cache=True,
+                                          repetition_penalty=1.0)
+                run()  # warm-up (graph capture happens here)
+                outputs[mode], seconds[mode] = _timed(run)
+            results.setdefault(label, {})[f"{mode}_ms_per_token"] = round(
+                1000 * seconds[mode] / tokens, 2)
+        graphs.ENABLED = None
+        same = torch.equal(outputs["eager"], outputs["graphs"])
+        results[label]["identical_tokens"] = same
+        if not same:
+            new = input_ids.shape[1]
+            differ = (outputs["eager"][:, new:] != outputs["graphs"][:, new:])
+            results[label]["first_difference_at"] = int(differ.int().argmax(-1).min())
+        results[label]["unsloth_stats"] = {k: str(v) for k, v in graphs.stats(base).items()}
+    return results
+
+
+def time_decomposer(model: Any, tokenizer: Any, tokens: int, graphs: Any) -> dict[str, Any]:
+    """The reward's GSRM call on 8 rollout-sized reasonings, eager and with graphs."""
+    import torch
+
+    from rlkd_lite.data.problems import load_problems
+    from rlkd_lite.structure.decomposers import DecomposeInput
+    from rlkd_lite.structure.llm import GSRMDecomposer
+
+    problems = load_problems("synthetic", subset=8, seed=1)
+    items = [DecomposeInput(p.question, " ".join([p.reasoning or ""] * 4)) for p in problems]
+    decomposer = GSRMDecomposer(model, tokenizer, adapter=None, batch_size=8,
+                                max_new_tokens=tokens)
+    out: dict[str, Any] = {}
+    for mode, flag in (("eager", False), ("graphs", None)):
+        graphs.ENABLED = flag
+        decomposer(items)  # warm-up
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        _, seconds = _timed(lambda: decomposer(items))
+        out[mode] = {"seconds": round(seconds, 3),
+                     "peak_gib": round(torch.cuda.max_memory_allocated() / GIB, 2) if cuda
+                     else None}
+    graphs.ENABLED = None
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", required=True, help="Saved model to load in 4-bit.")
+    parser.add_argument("--tokens", type=int, default=128, help="New tokens per generate call.")
+    parser.add_argument("--json", help="Also write the results here.")
+    parser.add_argument("--max-seq-length", type=int, default=1024,
+                        help="Sequence length the model is loaded for.")
+    args = parser.parse_args()
+
+    from rlkd_lite.models.loading import LoraSettings, load_student
+
+    model, tokenizer = load_student(
+        args.model_dir, backend="unsloth", max_seq_length=args.max_seq_length,
+        decode_graphs=True,
+        lora=LoraSettings(16, 16, 0.0, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                         "up_proj", "down_proj")))
+    # Loaded by Unsloth's GPU models; absent on a CPU machine, where decoding is eager anyway.
+    graphs = sys.modules.get("unsloth.models._decode_graphs") or types.SimpleNamespace(
+        ENABLED=None, stats=lambda model: {})
+
+    from rlkd_lite.data.problems import load_problems
+    from rlkd_lite.structure.llm import chat_token_ids, left_padded_batches
+
+    prompts = [[{"role": "user", "content": p.question}]
+               for p in load_problems("synthetic", subset=8)]
+    ids = chat_token_ids(tokenizer, prompts)
+    _, input_ids, attention_mask = next(left_padded_batches(tokenizer, ids, 8, model.device))
+    report = {"modes": check_modes(model, input_ids, attention_mask),
+              "graphs": compare_graphs(model, input_ids, attention_mask, args.tokens, graphs),
+              "decomposer": time_decomposer(model, tokenizer, args.tokens, graphs)}
+    print(json.dumps(report, indent=2))
+    if args.json:
+        from rlkd_lite.data.jsonl import write_json_atomic
+
+        write_json_atomic(args.json, report)
+    ok = report["modes"]["restored"] and all(
+        r["identical_tokens"] for r in report["graphs"].values())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
