@@ -10,7 +10,8 @@
    its CUDA-graph replay for this model type. The tokens must be identical; ms per token and
    Unsloth's replay counters are printed.
 3. The GSRM decomposer (few-shot, bare base, 8 rollout-sized reasonings, `--tokens` budget) the
-   way the reward calls it: seconds and peak GPU memory, eager and with graphs.
+   way the reward calls it: seconds and peak GPU memory, eager and with graphs, and the
+   seconds of its prefill (a one-token budget).
 
 DIR is a saved model, e.g. the bench's random-init Qwen2.5-1.5B shape (random weights never
 emit EOS, so every call runs to the token budget). Exit code 1 when tokens differ or a mode is
@@ -114,10 +115,14 @@ def time_decomposer(model: Any, tokenizer: Any, tokens: int, graphs: Any) -> dic
     from rlkd_lite.structure.llm import GSRMDecomposer
 
     problems = load_problems("synthetic", subset=8, seed=1)
-    items = [DecomposeInput(p.question, " ".join([p.reasoning or ""] * 4)) for p in problems]
+    # Rollout-sized reasoning: each synthetic trace twice (about 250 tokens).
+    items = [DecomposeInput(p.question, " ".join([p.reasoning or ""] * 2)) for p in problems]
     decomposer = GSRMDecomposer(model, tokenizer, adapter=None, batch_size=8,
                                 max_new_tokens=tokens)
     out: dict[str, Any] = {}
+    prefill_only = GSRMDecomposer(model, tokenizer, adapter=None, batch_size=8, max_new_tokens=1)
+    prefill_only(items)  # warm-up
+    out["prefill_and_one_token_s"] = round(_timed(lambda: prefill_only(items))[1], 3)
     for mode, flag in (("eager", False), ("graphs", None)):
         graphs.ENABLED = flag
         decomposer(items)  # warm-up
@@ -137,7 +142,7 @@ def main() -> int:
     parser.add_argument("--model-dir", required=True, help="Saved model to load in 4-bit.")
     parser.add_argument("--tokens", type=int, default=128, help="New tokens per generate call.")
     parser.add_argument("--json", help="Also write the results here.")
-    parser.add_argument("--max-seq-length", type=int, default=1024,
+    parser.add_argument("--max-seq-length", type=int, default=2048,
                         help="Sequence length the model is loaded for.")
     args = parser.parse_args()
 
@@ -159,14 +164,18 @@ def main() -> int:
                for p in load_problems("synthetic", subset=8)]
     ids = chat_token_ids(tokenizer, prompts)
     _, input_ids, attention_mask = next(left_padded_batches(tokenizer, ids, 8, model.device))
-    report = {"modes": check_modes(model, input_ids, attention_mask),
-              "graphs": compare_graphs(model, input_ids, attention_mask, args.tokens, graphs),
-              "decomposer": time_decomposer(model, tokenizer, args.tokens, graphs)}
-    print(json.dumps(report, indent=2))
-    if args.json:
-        from rlkd_lite.data.jsonl import write_json_atomic
+    from rlkd_lite.data.jsonl import write_json_atomic
 
-        write_json_atomic(args.json, report)
+    report: dict[str, Any] = {}
+    parts = (("modes", lambda: check_modes(model, input_ids, attention_mask)),
+             ("graphs", lambda: compare_graphs(model, input_ids, attention_mask, args.tokens,
+                                               graphs)),
+             ("decomposer", lambda: time_decomposer(model, tokenizer, args.tokens, graphs)))
+    for name, part in parts:  # each part is printed and saved as soon as it is done
+        report[name] = part()
+        print(json.dumps({name: report[name]}, indent=2), flush=True)
+        if args.json:
+            write_json_atomic(args.json, report)
     ok = report["modes"]["restored"] and all(
         r["identical_tokens"] for r in report["graphs"].values())
     return 0 if ok else 1

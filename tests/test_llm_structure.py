@@ -19,6 +19,7 @@ from rlkd_lite.structure.llm import (  # noqa: E402
     GSRMDecomposer,
     LLMJudge,
     _StepLimit,
+    chat_token_ids,
     decomposition_messages,
 )
 from rlkd_lite.structure.steps import Step, parse_steps, render_steps  # noqa: E402
@@ -146,6 +147,30 @@ def test_decomposer_respects_max_new_tokens(tiny_model, tiny_tokenizer, monkeypa
     GSRMDecomposer(tiny_model, tiny_tokenizer, batch_size=2, max_new_tokens=5)(ITEMS)
     assert len(new_token_counts) == 2
     assert all(0 < n <= 5 for n in new_token_counts)
+
+
+def test_decomposer_fits_its_budget_into_the_models_max_seq_length(tiny_model, tiny_tokenizer,
+                                                                   monkeypatch, caplog):
+    new_token_counts = []
+    generate = tiny_model.generate
+
+    def spying_generate(*args, **kwargs):
+        output = generate(*args, **kwargs)
+        new_token_counts.append(output.shape[1] - kwargs["input_ids"].shape[1])
+        return output
+
+    monkeypatch.setattr(tiny_model, "generate", spying_generate)
+    decomposer = GSRMDecomposer(tiny_model, tiny_tokenizer, batch_size=3, max_new_tokens=20)
+    prompt_length = max(len(ids) for ids in chat_token_ids(tiny_tokenizer, [
+        decomposition_messages(i.question, i.reasoning, True) for i in ITEMS]))
+    monkeypatch.setattr(tiny_model, "max_seq_length", prompt_length + 3, raising=False)
+    decomposer.completions(ITEMS)
+    assert new_token_counts == [3]
+
+    monkeypatch.setattr(tiny_model, "max_seq_length", prompt_length, raising=False)
+    with caplog.at_level("WARNING"):
+        assert decomposer(ITEMS) == [[], [], []]
+    assert new_token_counts == [3] and "raise max_seq_length" in caplog.text
 
 
 def test_decomposer_with_gsrm_adapter_leaves_student_untouched(student_with_saved_gsrm,

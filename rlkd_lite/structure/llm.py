@@ -8,6 +8,7 @@ CUDA graphs where its rollouts do (`decode_graphs`). This module needs torch; th
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from rlkd_lite.models.generation import decode_graphs
 from rlkd_lite.structure.decomposers import DecomposeInput
 from rlkd_lite.structure.judges import JudgePair
 from rlkd_lite.structure.steps import Step, parse_steps, render_steps
+
+log = logging.getLogger(__name__)
 
 # Extra argument for chat templates that know it (Qwen3): answer directly, no <think> block.
 # Templates that do not know it ignore it.
@@ -271,13 +274,19 @@ class GSRMDecomposer:
             for indices, input_ids, attention_mask in left_padded_batches(
                     self.tokenizer, ids, self.batch_size, self.model.device):
                 prompt_length = input_ids.shape[1]
+                room = self._room(prompt_length)
+                if room < 1:
+                    log.warning("gsrm: %d decomposition prompts of %d tokens leave no room in the "
+                                "model's max_seq_length; they get no steps (raise "
+                                "max_seq_length)", len(indices), prompt_length)
+                    continue
                 batch_limits = [limits[i] for i in indices]
                 stopping = StoppingCriteriaList()
                 if any(limit is not None for limit in batch_limits):
                     stopping.append(_StepLimit(self.tokenizer, batch_limits, prompt_length))
                 output = self.model.generate(
                     input_ids=input_ids, attention_mask=attention_mask,
-                    max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
+                    max_new_tokens=room, do_sample=False, num_beams=1,
                     # Explicit: unset options come from the model's generation config, and
                     # Qwen-Instruct's sets a repetition penalty, which works against copying
                     # numbers and phrases from the reasoning.
@@ -292,6 +301,13 @@ class GSRMDecomposer:
                 for index, text in zip(indices, decoded):
                     texts[index] = text
         return texts
+
+    def _room(self, prompt_length: int) -> int:
+        """New tokens that fit after a prompt: an Unsloth model refuses sequences longer than
+        the `max_seq_length` it was loaded with (a few-shot prompt plus a long rollout can be)."""
+        limit = getattr(self.model, "max_seq_length", None)
+        return self.max_new_tokens if not limit else min(self.max_new_tokens,
+                                                         limit - prompt_length)
 
     def _limits(self, count: int, max_steps: int | Sequence[int | None] | None) -> list[int | None]:
         if max_steps is None:

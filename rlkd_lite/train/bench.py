@@ -97,8 +97,9 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
 
 
 def time_judge(config: Any, model: Any, tokenizer: Any, pairs: int) -> float:
-    """One batched llm-judge call on `pairs` step pairs, timed alone: with random weights the
-    GSRM emits no parseable steps, so the judge never runs inside the measured steps."""
+    """One batched llm-judge call on `pairs` step pairs, timed alone after a warm-up call on
+    the same pairs: with random weights the GSRM emits no parseable steps, so the judge never
+    runs inside the measured steps."""
     import dataclasses
 
     from rlkd_lite.structure.judges import JudgePair
@@ -109,7 +110,8 @@ def time_judge(config: Any, model: Any, tokenizer: Any, pairs: int) -> float:
                        f"Find how many apples are left after giving away {i} of them.",
                        f"Work out the apples remaining once {i} are given away.")
              for i in range(pairs)]
-    judge(batch[: min(8, pairs)])  # warm-up
+    judge(batch)  # warm-up: the first call of a new shape compiles
+    _sync()
     start = time.perf_counter()
     judge(batch)
     _sync()
