@@ -59,18 +59,19 @@ def check_modes(model: Any, input_ids: Any, attention_mask: Any) -> dict[str, An
         model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=4,
                        do_sample=False, use_cache=True)
 
-    before = state()
+    before, mode = state(), gradient_checkpointing_mode(model)
     model.eval()  # what use_adapter did, without keep_training_mode
     with torch.no_grad():
         generate()
     model.train()
     bare = state()
-    model.for_training(use_gradient_checkpointing="unsloth")  # repair for the next check
+    model.for_training(use_gradient_checkpointing=mode)  # the loader's mode, for the next check
+    repaired = state()
     with use_adapter(model, None), torch.inference_mode():
         generate()
     through_use_adapter = state()
-    return {"before": before, "bare_generate": bare, "use_adapter": through_use_adapter,
-            "restored": through_use_adapter == before}
+    return {"before": before, "bare_generate": bare, "before_use_adapter": repaired,
+            "use_adapter": through_use_adapter, "restored": through_use_adapter == repaired}
 
 
 def compare_graphs(model: Any, input_ids: Any, attention_mask: Any, tokens: int,

@@ -133,6 +133,24 @@ def test_completions_without_teacher_steps_are_not_decomposed():
     assert values == [1.0, 0.0] and [i.reasoning for i in seen] == ["one"]
 
 
+def test_each_distinct_rollout_is_decomposed_once_and_empty_reasoning_not_at_all():
+    seen = []
+
+    def decomposer(items):
+        seen.extend(items)
+        return [[Step("m", "q", item.reasoning)] for item in items]
+
+    reward = StructureReward(decomposer, make_judge("exact"), normalize=False, last=LastBatch())
+    teacher = steps_to_json([Step("m", "q", "a")])
+    metrics = {}
+    values = reward(prompts=[PROMPT] * 5,
+                    completions=[said("a"), said("b"), said("a"), said("<think> </think>"),
+                                 said("a")],
+                    teacher_steps=[teacher] * 5, log_metric=metrics.__setitem__)
+    assert values == [1.0, 0.5, 1.0, 0.0, 1.0]
+    assert [i.reasoning for i in seen] == ["a", "b"] and metrics["structure/decomposed"] == 2
+
+
 def test_generating_decomposers_are_told_to_stop_at_the_teacher_step_count():
     limits = []
 

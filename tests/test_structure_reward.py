@@ -76,16 +76,18 @@ def test_normalize_divides_by_teacher_steps():
     assert structure_score(T3, student, ExactJudge(), normalize=True).reward == pytest.approx(0.5)
 
 
-def test_one_judge_call_for_the_whole_batch_with_every_aligned_pair():
+def test_one_judge_call_for_the_whole_batch_with_every_distinct_aligned_pair():
     judge = CountingJudge()
     students = [T3, [Step("no", "q1", "a1"), T3[1]], []]
     scores = structure_scores([T3, T3, T3], students, judge)
     assert [s.reward for s in scores] == [3, 0, 0]
     assert len(judge.calls) == 1
-    # 3 + 2 aligned positions, 3 pairs each, gated positions included.
-    assert len(judge.calls[0]) == 15
+    # 3 + 2 aligned positions, 3 pairs each, gated positions included: 15 pairs, of which the
+    # second student repeats 5 of the first's.
+    assert len(judge.calls[0]) == 10 == len(set(judge.calls[0]))
     assert judge.calls[0][:3] == [JudgePair("problem", "m1", "m1"), JudgePair("problem", "q1", "q1"),
                                   JudgePair("answer", "a1", "a1")]
+    assert JudgePair("problem", "m1", "no") in judge.calls[0]
 
 
 @pytest.mark.parametrize("broken_judge", [

@@ -13,8 +13,9 @@ for i, ri in enumerate(r):
 return sum(r)
 ```
 Here every aligned position's three pairs (meta, sub-problem, answer) of every item go to the
-judge in ONE call, and the gating is applied to the verdicts afterwards; the result equals the
-sequential reference, while an LLM judge gets one big batch instead of many small ones.
+judge in ONE call, each distinct pair once (the rollouts of a group share their teacher steps and
+often repeat each other), and the gating is applied to the verdicts afterwards; the result
+equals the sequential reference, while an LLM judge gets one big batch instead of many small ones.
 """
 from __future__ import annotations
 
@@ -81,20 +82,23 @@ def structure_score(teacher: Sequence[Step], student: Sequence[Step], judge: Jud
 
 
 def _judge_all(judge: Judge, pairs: list[JudgePair]) -> list[bool] | None:
-    """The judge's verdicts for `pairs`, or None when it failed (logged, never raised)."""
+    """The judge's verdicts for `pairs`, asking it about each distinct pair once, or None when
+    it failed (logged, never raised)."""
     if not pairs:
         return []
+    distinct = list(dict.fromkeys(pairs))
     try:
-        verdicts = list(judge(pairs))
+        verdicts = list(judge(distinct))
     except Exception:  # a reward must never crash training; the batch scores 0 instead
-        log.warning("structure judge failed on a batch of %d pairs; every item of the batch scores 0",
-                    len(pairs), exc_info=True)
+        log.warning("structure judge failed on a batch of %d pairs; every item of the batch "
+                    "scores 0", len(distinct), exc_info=True)
         return None
-    if len(verdicts) != len(pairs):
-        log.warning("structure judge returned %d verdicts for %d pairs; every item of the batch scores 0",
-                    len(verdicts), len(pairs))
+    if len(verdicts) != len(distinct):
+        log.warning("structure judge returned %d verdicts for %d pairs; every item of the batch "
+                    "scores 0", len(verdicts), len(distinct))
         return None
-    return verdicts
+    by_pair = dict(zip(distinct, verdicts))
+    return [by_pair[pair] for pair in pairs]
 
 
 def _step_rewards(verdicts: list[bool]) -> list[float]:

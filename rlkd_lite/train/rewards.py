@@ -123,7 +123,8 @@ class TagCountReward:
 
 
 class StructureReward:
-    """Decompose every completion (batched), judge all step pairs (one batched call), score."""
+    """Decompose every distinct completion (batched), judge all distinct step pairs (one batched
+    call), score."""
 
     __name__ = "structure"
 
@@ -139,16 +140,22 @@ class StructureReward:
         texts = [completion_text(c) for c in completions]
         try:
             teacher = [steps_from_json(s) for s in teacher_steps]
-            # A completion whose teacher has no steps scores 0 whatever it says: skip it.
-            todo = [i for i, t in enumerate(teacher) if t]
-            inputs = [DecomposeInput(prompt_question(prompts[i]), think_text(texts[i]))
-                      for i in todo]
-            limits = ({"max_steps": [len(teacher[i]) for i in todo]}
+            reasoning = [think_text(t).strip() for t in texts]
+            # A completion scores 0 if its teacher has no steps, and gets no steps (so scores 0)
+            # if it has no reasoning: a decomposer must not make steps up from the question.
+            todo = [i for i, t in enumerate(teacher) if t and reasoning[i]]
+            # Rollouts of a group often repeat each other: decompose each distinct one once.
+            keys = [(DecomposeInput(prompt_question(prompts[i]), reasoning[i]),
+                     len(teacher[i]) if self.stop_at_teacher_steps else None) for i in todo]
+            distinct = list(dict.fromkeys(keys))
+            limits = ({"max_steps": [limit for _, limit in distinct]}
                       if self.stop_at_teacher_steps else {})
             start = time.perf_counter()
+            steps_of = dict(zip(distinct, self.decomposer([item for item, _ in distinct], **limits)
+                                if distinct else []))
             student: list[list[Step]] = [[] for _ in texts]
-            for i, steps in zip(todo, self.decomposer(inputs, **limits) if todo else []):
-                student[i] = steps
+            for i, key in zip(todo, keys):
+                student[i] = steps_of[key]
             decomposed = time.perf_counter()
             scores = structure_scores(teacher, student, self.judge, normalize=self.normalize)
             judged = time.perf_counter()
@@ -160,6 +167,7 @@ class StructureReward:
             log_metric("structure/decompose_s", self.seconds["decompose"])
             log_metric("structure/judge_s", self.seconds["judge"])
             log_metric("structure/student_steps", sum(map(len, student)) / max(len(student), 1))
+            log_metric("structure/decomposed", len(distinct))
         values = [s.reward for s in scores]
         self.last.rewards["structure"] = values
         self.last.student_steps, self.last.teacher_steps, self.last.structure = student, teacher, scores
