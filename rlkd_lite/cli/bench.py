@@ -40,7 +40,8 @@ def bench(
         work.mkdir(parents=True, exist_ok=True)
         results = run_bench(recipe=recipe, shape=shape, variants=variants.split(","),
                             steps=steps, judge_pairs=judge_pairs, workdir=work,
-                            overrides=overrides, on_variant=lambda v: console.print(f"[bold]bench:[/] {v}"))
+                            overrides=overrides,
+                            on_variant=lambda v: console.print(f"[bold]bench:[/] {v}"))
     table = Table(title=f"rlkd-lite bench · {shape} · {recipe} · mean of steps 2..{steps}")
     columns = [("step s", "step_time_s"), ("generate s", "generate_s"),
                ("decompose s", "structure_decompose_s"), ("judge s", "structure_judge_s"),
