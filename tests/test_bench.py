@@ -38,6 +38,20 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
         assert (config["gsrm_max_new_tokens"], config["method"]) == (12, method)
 
 
+@pytest.mark.slow
+def test_steps_sharing_a_generation_are_averaged_over_whole_cycles(tmp_path):
+    from rlkd_lite.train.bench import build_random_model, run_variant
+    from rlkd_lite.train.run_dir import RunDir
+
+    model = build_random_model("tiny", tmp_path)
+    summary = run_variant("grpo-unsloth", "bench-tiny", str(model), 1, str(tmp_path / "run"), 0,
+                          {"steps_per_generation": 2})  # 2 optimizer steps per generation
+    assert (summary["steps"], summary["steps_per_rollout"]) == (4, 2)  # raised to two cycles
+    rows = RunDir(tmp_path / "run").metric_rows()
+    assert [row.get("generate_s", 0) > 0 for row in rows] == [True, False, True, False]
+    assert summary["generate_s"] == pytest.approx(rows[2]["generate_s"] / 2)
+
+
 def test_targets_are_judged_from_the_numbers():
     results = [
         {"variant": "rlkd-unsloth", "step_time_s": 10.0, "structure_decompose_s": 1.0,

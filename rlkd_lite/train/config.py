@@ -88,6 +88,12 @@ class RunConfig:
     max_steps: int = doc("Optimizer steps in the run.")
     per_device_train_batch_size: int = doc("Completions per device per micro-batch.")
     gradient_accumulation_steps: int = doc("Micro-batches per optimizer step.")
+    steps_per_generation: int | None = doc(
+        "Micro-batches generated (and rewarded) at once (TRL's steps_per_generation; default: "
+        "gradient_accumulation_steps, one generation per optimizer step). More amortises the "
+        "rollouts and the GSRM's decompositions, whose decoding costs about the same for a "
+        "bigger batch; the later optimizer steps of a generation then train slightly off-policy "
+        "(TRL corrects with importance ratios).", default=None)
     num_generations: int = doc("GRPO group size: completions sampled per prompt.")
     max_prompt_length: int = doc("Prompts longer than this (tokens) are dropped at load time.")
     max_completion_length: int = doc("Longest completion sampled, in tokens.")
@@ -121,11 +127,12 @@ class RunConfig:
             raise RlkdError(f"reward_weights: unknown reward(s) {sorted(unknown)}; "
                             f"known: {', '.join(REWARDS)}")
         if self.method != "sft":
-            batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
-            if batch % self.num_generations:
-                raise RlkdError(f"per_device_train_batch_size × gradient_accumulation_steps "
-                                f"({batch}) must be a multiple of num_generations "
-                                f"({self.num_generations})")
+            steps = self.steps_per_generation or self.gradient_accumulation_steps
+            batch = self.per_device_train_batch_size * steps
+            if steps < 1 or batch % self.num_generations:
+                raise RlkdError(f"per_device_train_batch_size × steps_per_generation (default "
+                                f"gradient_accumulation_steps): {batch} must be a positive "
+                                f"multiple of num_generations ({self.num_generations})")
         if self.max_steps < 1 or self.save_steps < 1:
             raise RlkdError("max_steps and save_steps must be at least 1")
 
@@ -133,6 +140,12 @@ class RunConfig:
         """The rewards this method trains on, with their weights (zero weights dropped)."""
         return {name: w for name, w in self.reward_weights.items()
                 if w and not (self.method == "grpo" and name == "structure")}
+
+    def steps_per_rollout(self) -> int:
+        """Optimizer steps between two generations (1 unless steps_per_generation is more than
+        gradient_accumulation_steps)."""
+        return max(1, (self.steps_per_generation or self.gradient_accumulation_steps)
+                   // self.gradient_accumulation_steps)
 
     def uses_model_gsrm(self) -> bool:
         """Whether the reward needs the model itself (gsrm decomposer or llm judge)."""

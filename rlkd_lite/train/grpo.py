@@ -81,6 +81,7 @@ def grpo_args(config: RunConfig, run: RunDir, weights: list[float]) -> Any:
         max_grad_norm=config.max_grad_norm,
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
+        steps_per_generation=config.steps_per_generation,
         num_generations=config.num_generations,
         max_completion_length=config.max_completion_length, temperature=config.temperature,
         beta=config.beta, loss_type=config.loss_type, reward_weights=weights, seed=config.seed,
