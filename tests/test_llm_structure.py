@@ -134,32 +134,30 @@ def test_decomposer_returns_steps_per_item_in_order(tiny_model, tiny_tokenizer):
     assert one_by_one.completions(ITEMS) == texts
 
 
-def test_decomposer_respects_max_new_tokens(tiny_model, tiny_tokenizer, monkeypatch):
-    new_token_counts = []
+@pytest.fixture
+def new_token_counts(tiny_model, monkeypatch):
+    """The list that gets the number of new tokens of each `tiny_model.generate` call."""
+    counts = []
     generate = tiny_model.generate
 
     def spying_generate(*args, **kwargs):
         output = generate(*args, **kwargs)
-        new_token_counts.append(output.shape[1] - kwargs["input_ids"].shape[1])
+        counts.append(output.shape[1] - kwargs["input_ids"].shape[1])
         return output
 
     monkeypatch.setattr(tiny_model, "generate", spying_generate)
+    return counts
+
+
+def test_decomposer_respects_max_new_tokens(tiny_model, tiny_tokenizer, new_token_counts):
     GSRMDecomposer(tiny_model, tiny_tokenizer, batch_size=2, max_new_tokens=5)(ITEMS)
     assert len(new_token_counts) == 2
     assert all(0 < n <= 5 for n in new_token_counts)
 
 
 def test_decomposer_fits_its_budget_into_the_models_max_seq_length(tiny_model, tiny_tokenizer,
-                                                                   monkeypatch, caplog):
-    new_token_counts = []
-    generate = tiny_model.generate
-
-    def spying_generate(*args, **kwargs):
-        output = generate(*args, **kwargs)
-        new_token_counts.append(output.shape[1] - kwargs["input_ids"].shape[1])
-        return output
-
-    monkeypatch.setattr(tiny_model, "generate", spying_generate)
+                                                                   new_token_counts, monkeypatch,
+                                                                   caplog):
     decomposer = GSRMDecomposer(tiny_model, tiny_tokenizer, batch_size=3, max_new_tokens=20)
     prompt_length = max(len(ids) for ids in chat_token_ids(tiny_tokenizer, [
         decomposition_messages(i.question, i.reasoning, True) for i in ITEMS]))
