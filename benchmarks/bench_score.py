@@ -66,7 +66,8 @@ def synthetic_pair(rng: random.Random, index: int) -> tuple[dict, dict]:
     another route from the start, stopping after two steps, nothing useful.
     """
     names = {"n": rng.choice(NAMES), "i": rng.choice(ITEMS), "p": rng.choice(PLACES)}
-    templates = [tuple(part.format(**names) for part in t) for t in rng.sample(LINES, rng.randint(3, 5))]
+    templates = [tuple(part.format(**names) for part in t)
+                 for t in rng.sample(LINES, rng.randint(3, 5))]
     teacher_lines, student_lines = [], []
     for template in templates:
         state = rng.getstate()
@@ -76,12 +77,14 @@ def synthetic_pair(rng: random.Random, index: int) -> tuple[dict, dict]:
         student_lines.append(_line(rng, template, annotated=False)[0])
     kind = index % 6
     if kind == 1:  # reworded
-        student_lines = [" ".join(REWORDINGS.get(w, w) for w in s.split()) for s in student_lines]
+        student_lines = [" ".join(REWORDINGS.get(w, w) for w in s.split())
+                         for s in student_lines]
     elif kind == 2:  # a wrong result in the middle
         k = len(student_lines) // 2
         student_lines[k] = student_lines[k].replace(" = ", " = 1", 1)
     elif kind == 3:  # another route from the start
-        student_lines[0] = f"First {names['n']} works out the cost of one {names['p']} visit: 7 * 3 = 21."
+        student_lines[0] = (f"First {names['n']} works out the cost of one {names['p']} visit: "
+                            "7 * 3 = 21.")
     elif kind == 4:  # stops early
         student_lines = student_lines[:2]
     elif kind == 5:  # says nothing useful
@@ -89,7 +92,9 @@ def synthetic_pair(rng: random.Random, index: int) -> tuple[dict, dict]:
     qid = f"q{index}"
     teacher = {"id": qid, "question": f"Synthetic problem {index} about {names['i']}.",
                "reasoning": "\n".join(teacher_lines) + f"\n#### {result}"}
-    student = {"id": qid, "reasoning": "<think>" + "\n".join(student_lines) + f"</think>\nThe answer is {result}."}
+    student = {"id": qid,
+               "reasoning": "<think>" + "\n".join(student_lines)
+               + f"</think>\nThe answer is {result}."}
     return teacher, student
 
 
@@ -97,7 +102,8 @@ def bench_score(pairs: int, seed: int) -> None:
     rng = random.Random(seed)
     rows = [synthetic_pair(rng, i) for i in range(pairs)]
     with tempfile.TemporaryDirectory() as tmp:
-        teacher, student, report = Path(tmp, "teacher.jsonl"), Path(tmp, "student.jsonl"), Path(tmp, "r.json")
+        teacher, student, report = (Path(tmp, "teacher.jsonl"), Path(tmp, "student.jsonl"),
+                                    Path(tmp, "r.json"))
         teacher.write_text("".join(json.dumps(t) + "\n" for t, _ in rows))
         student.write_text("".join(json.dumps(s) + "\n" for _, s in rows))
         mean_chars = statistics.fmean(len(t["reasoning"]) for t, _ in rows)
@@ -107,10 +113,11 @@ def bench_score(pairs: int, seed: int) -> None:
         elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     summary = result.summary()
     # CPU time as well: on a shared machine the wall time also counts waiting for a core.
-    print(f"score (rules + lexical): {pairs} pairs in {elapsed:.3f} s = {pairs / elapsed:,.0f} pairs/s "
-          f"(target >= 20,000); CPU {cpu:.3f} s = {pairs / cpu:,.0f} pairs/s")
-    print(f"  teacher reasoning {mean_chars:.0f} chars on average; mean reward {summary['mean']:.3f}, "
-          f"full match {summary['full_match']:.1%}")
+    print(f"score (rules + lexical): {pairs} pairs in {elapsed:.3f} s = "
+          f"{pairs / elapsed:,.0f} pairs/s (target >= 20,000); CPU {cpu:.3f} s = "
+          f"{pairs / cpu:,.0f} pairs/s")
+    print(f"  teacher reasoning {mean_chars:.0f} chars on average; "
+          f"mean reward {summary['mean']:.3f}, full match {summary['full_match']:.1%}")
 
 
 def bench_startup(repeats: int = 5) -> None:

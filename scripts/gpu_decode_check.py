@@ -1,4 +1,5 @@
-"""GPU check of generation in the middle of training (issue 6), on the student's 4-bit Unsloth model.
+"""GPU check of generation in the middle of training (issue 6), on the student's 4-bit
+Unsloth model.
 
     python scripts/gpu_decode_check.py --model-dir DIR [--tokens 128] [--json OUT.json]
 

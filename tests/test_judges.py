@@ -59,13 +59,16 @@ def test_lexical_answers_without_numbers_fall_back_to_overlap():
 
 def test_lexical_problems_pass_paraphrases_and_fail_other_quantities():
     judge = LexicalJudge()
-    assert judge.similarity("Find the clips sold in May", "Natalia sold half as many clips in May") \
+    assert judge.similarity("Find the clips sold in May",
+                            "Natalia sold half as many clips in May") \
         == pytest.approx(2 * 3 / (3 + 5))  # {sold, clips, may} shared; stop words dropped
     verdicts = judge([
         problem("Find the clips sold in May", "Natalia sold half as many clips in May"),
         problem("In total it makes muffins.", "Altogether it makes muffins."),
-        problem("How many rows do 48 plants make?", "How many rows do 48 plants make with 8 per row?"),
-        problem("In the first part the train covers miles.", "The average speed is miles per hour."),
+        problem("How many rows do 48 plants make?",
+                "How many rows do 48 plants make with 8 per row?"),
+        problem("In the first part the train covers miles.",
+                "The average speed is miles per hour."),
         problem("48/2", "48*2"),  # operators are tokens: a different sub-problem
         problem("1,200 / 3", "1200/3"),
         problem("0.2 x $50", "50*0.2"),

@@ -18,7 +18,8 @@ import rlkd_lite.structure
 import rlkd_lite.eval.alignment as alignment
 import rlkd_lite.eval.render
 from rlkd_lite.structure import make_decomposer, make_judge
-result = alignment.score_files({str(EXAMPLES / "teacher.jsonl")!r}, {str(EXAMPLES / "student.jsonl")!r},
+result = alignment.score_files({str(EXAMPLES / "teacher.jsonl")!r},
+                               {str(EXAMPLES / "student.jsonl")!r},
                                make_decomposer("rules"), make_judge("lexical"))
 print(json.dumps({{"pairs": result.summary()["pairs"],
                   "heavy": sorted(m for m in {HEAVY!r} if m in sys.modules)}}))

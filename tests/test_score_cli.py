@@ -97,7 +97,8 @@ def test_json_report_is_written_atomically(workdir, monkeypatch):
     Path("report.json").write_text("old report")
     assert score("teacher.jsonl", "student.jsonl", "--json", "report.json")[0] == 0
     assert json.loads(Path("report.json").read_text())["summary"]["pairs"] == 6
-    assert sorted(p.name for p in workdir.iterdir()) == ["report.json", "student.jsonl", "teacher.jsonl"]
+    assert sorted(p.name for p in workdir.iterdir()) == ["report.json", "student.jsonl",
+                                                         "teacher.jsonl"]
 
     def crash(src, dst):
         raise OSError("disk gone")
@@ -107,7 +108,8 @@ def test_json_report_is_written_atomically(workdir, monkeypatch):
     with pytest.raises(RlkdError, match="cannot write report.json: disk gone"):
         write_json_atomic("report.json", {"new": 1})
     assert Path("report.json").read_text() == before  # a failed write leaves the old file
-    assert sorted(p.name for p in workdir.iterdir()) == ["report.json", "student.jsonl", "teacher.jsonl"]
+    assert sorted(p.name for p in workdir.iterdir()) == ["report.json", "student.jsonl",
+                                                         "teacher.jsonl"]
 
 
 def test_show_prints_the_lowest_pairs_with_the_divergence_marked(workdir):
@@ -124,7 +126,8 @@ def test_show_prints_the_lowest_pairs_with_the_divergence_marked(workdir):
 def test_records_without_ids_pair_by_line_order(workdir):
     write_lines(Path("t.jsonl"), {"reasoning": "He buys 3*4 = <<3*4=12>>12 eggs."},
                 {"reasoning": "She has 2+2 = <<2+2=4>>4 cats."})
-    write_lines(Path("s.jsonl"), {"reasoning": "He buys 3 * 4 = 12 eggs."}, {"reasoning": "No idea."})
+    write_lines(Path("s.jsonl"), {"reasoning": "He buys 3 * 4 = 12 eggs."},
+                {"reasoning": "No idea."})
     assert score("t.jsonl", "s.jsonl", "--json", "r.json")[0] == 0
     items = json.loads(Path("r.json").read_text())["items"]
     assert [(i["id"], i["reward"]) for i in items] == [(1, 1.0), (2, 0.0)]
@@ -147,18 +150,25 @@ GOOD = {"id": "a", "reasoning": "He buys 3*4 = <<3*4=12>>12 eggs."}
     ([GOOD, '{"id": "b", oops}'], "teacher.jsonl:2: not valid JSON"),
     (["[1, 2]"], "teacher.jsonl:1: expected a JSON object, got an array"),
     ([{"id": "a", "question": "q"}], "teacher.jsonl:1: field 'reasoning': missing"),
-    ([{"id": "a", "reasoning": 5}], "teacher.jsonl:1: field 'reasoning': expected a string, got int"),
-    ([{"id": ["a"], "reasoning": "x"}], "teacher.jsonl:1: field 'id': expected a string or an integer"),
-    ([{"id": True, "reasoning": "x"}], "teacher.jsonl:1: field 'id': expected a string or an integer"),
-    ([{"id": "a", "question": 3, "reasoning": "x"}], "teacher.jsonl:1: field 'question': expected a string"),
-    ([{"id": "a", "steps": "m q a"}], "teacher.jsonl:1: field 'steps': expected an array of steps, got a string"),
-    ([{"id": "a", "steps": [{"meta": "m", "query": "q"}]}], "teacher.jsonl:1: field 'steps[0].answer': missing"),
+    ([{"id": "a", "reasoning": 5}],
+     "teacher.jsonl:1: field 'reasoning': expected a string, got int"),
+    ([{"id": ["a"], "reasoning": "x"}],
+     "teacher.jsonl:1: field 'id': expected a string or an integer"),
+    ([{"id": True, "reasoning": "x"}],
+     "teacher.jsonl:1: field 'id': expected a string or an integer"),
+    ([{"id": "a", "question": 3, "reasoning": "x"}],
+     "teacher.jsonl:1: field 'question': expected a string"),
+    ([{"id": "a", "steps": "m q a"}],
+     "teacher.jsonl:1: field 'steps': expected an array of steps, got a string"),
+    ([{"id": "a", "steps": [{"meta": "m", "query": "q"}]}],
+     "teacher.jsonl:1: field 'steps[0].answer': missing"),
     ([{"id": "a", "steps": [{"meta": "m", "query": "q", "answer": [4]}]}],
      "teacher.jsonl:1: field 'steps[0].answer': expected a string or a number, got an array"),
     ([{"id": "a", "steps": ["m"]}], "teacher.jsonl:1: field 'steps[0]': expected an object"),
     ([GOOD, {"id": "a", "reasoning": "again"}],
      "teacher.jsonl:2: field 'id': duplicate id 'a' (first on line 1)"),
-    ([GOOD, {"reasoning": "no id"}], "teacher.jsonl:2: field 'id': missing: other records have an 'id'"),
+    ([GOOD, {"reasoning": "no id"}],
+     "teacher.jsonl:2: field 'id': missing: other records have an 'id'"),
     ([], "teacher.jsonl: empty file"),
     (["", "  "], "teacher.jsonl: empty file"),
 ])
@@ -171,7 +181,8 @@ def test_bad_teacher_lines_name_file_line_and_problem(workdir, teacher_lines, ex
 
 
 def test_non_utf8_names_the_line(workdir):
-    Path("teacher.jsonl").write_bytes(json.dumps(GOOD).encode() + b'\n{"id": "b", "reasoning": "caf\xe9"}\n')
+    Path("teacher.jsonl").write_bytes(json.dumps(GOOD).encode()
+                                      + b'\n{"id": "b", "reasoning": "caf\xe9"}\n')
     code, output = score("teacher.jsonl", "student.jsonl")
     assert code == 1
     assert "teacher.jsonl:2: not UTF-8: byte 0xe9 at column 30" in output
@@ -185,7 +196,8 @@ def test_non_utf8_names_the_line(workdir):
     ([GOOD], [{"reasoning": "x"}],
      "teacher.jsonl has 'id' fields but student.jsonl does not"),
     ([{"reasoning": "x"}, {"reasoning": "y"}], [{"reasoning": "x"}],
-     "teacher.jsonl has 2 records but student.jsonl has 1; without ids, records pair by line order"),
+     "teacher.jsonl has 2 records but student.jsonl has 1; "
+     "without ids, records pair by line order"),
 ])
 def test_files_that_do_not_pair(workdir, teacher_rows, student_rows, expected):
     write_lines(Path("teacher.jsonl"), *teacher_rows)
@@ -262,7 +274,8 @@ def test_skip_bad_still_fails_when_nothing_is_left(workdir):
 
 
 def test_skip_bad_without_ids_drops_the_partner_of_a_bad_line(workdir):
-    write_lines(Path("teacher.jsonl"), {"reasoning": "A 1+1 = 2 x."}, "{bad", {"reasoning": "B 2+2 = 4 y."})
+    write_lines(Path("teacher.jsonl"), {"reasoning": "A 1+1 = 2 x."}, "{bad",
+                {"reasoning": "B 2+2 = 4 y."})
     write_lines(Path("student.jsonl"), {"reasoning": "A 1+1 = 2 x."}, {"reasoning": "C"},
                 {"reasoning": "B 2+2 = 4 y."})
     code, _ = score("teacher.jsonl", "student.jsonl", "--skip-bad", "--json", "r.json")

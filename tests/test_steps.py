@@ -20,7 +20,8 @@ def test_render_is_the_canonical_format():
 
 # Parts as a parser sees them: stripped, no brackets (so no tag-like text), and not starting
 # with the closing-answer phrase the parser cuts.
-_part = st.text(st.characters(blacklist_characters="[]", blacklist_categories=("Cs",)), max_size=30) \
+_part = st.text(st.characters(blacklist_characters="[]", blacklist_categories=("Cs",)),
+                max_size=30) \
     .map(str.strip).filter(lambda s: "final answer" not in s.lower() and "####" not in s
                            and "<think>" not in s and "</think>" not in s)
 _step = st.builds(Step, _part, _part, _part).filter(lambda s: s.meta or s.query or s.answer)
@@ -63,7 +64,8 @@ def test_parse_of_malformed_or_untagged_text_never_raises():
 def test_think_block_inside_counts_only():
     assert think_text("prompt echo <think>reason</think> final") == "reason"
     assert think_text("<think>cut off by the token limit") == "cut off by the token limit"
-    assert think_text("reasoning</think> answer") == "reasoning"  # template put <think> in the prompt
+    # template put <think> in the prompt
+    assert think_text("reasoning</think> answer") == "reasoning"
     assert think_text("no block") == "no block"
     tagged = "[Meta-reasoning 1]: outside\n[Sub-problem 1]: x\n[Answer 1]: 1"
     inner = "[Meta-reasoning 1]: inside\n[Sub-problem 1]: y\n[Answer 1]: 2"

@@ -85,7 +85,8 @@ def test_one_judge_call_for_the_whole_batch_with_every_distinct_aligned_pair():
     # 3 + 2 aligned positions, 3 pairs each, gated positions included: 15 pairs, of which the
     # second student repeats 5 of the first's.
     assert len(judge.calls[0]) == 10 == len(set(judge.calls[0]))
-    assert judge.calls[0][:3] == [JudgePair("problem", "m1", "m1"), JudgePair("problem", "q1", "q1"),
+    assert judge.calls[0][:3] == [JudgePair("problem", "m1", "m1"),
+                                  JudgePair("problem", "q1", "q1"),
                                   JudgePair("answer", "a1", "a1")]
     assert JudgePair("problem", "m1", "no") in judge.calls[0]
 
@@ -114,7 +115,8 @@ steps_field = st.lists(st.builds(Step, text_field, text_field, text_field), max_
 
 @settings(max_examples=300)
 @given(st.lists(st.tuples(steps_field, steps_field), max_size=5),
-       st.dictionaries(st.tuples(st.sampled_from(["problem", "answer"]), text_field, text_field), st.booleans()),
+       st.dictionaries(st.tuples(st.sampled_from(["problem", "answer"]), text_field, text_field),
+                       st.booleans()),
        st.booleans())
 def test_batched_reward_equals_the_reference(items, verdict_table, normalize):
     """Any judge (here: an arbitrary table of verdicts) gives the reference's rewards."""

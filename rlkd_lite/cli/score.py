@@ -30,7 +30,8 @@ def score(
     teacher: Annotated[Path, typer.Argument(
         help="Teacher traces, JSONL: one {id?, question?, reasoning} or {id?, steps} per line.")],
     student: Annotated[Path, typer.Argument(
-        help="Student traces in the same format; records pair by id, or by line order without ids.")],
+        help="Student traces in the same format; records pair by id, or by line order "
+             "without ids.")],
     decomposer: Annotated[DecomposerName, typer.Option(
         help="How reasoning text becomes steps: auto = tagged when the text has step tags, else "
              "rules (GSM8K-style computations); gsrm = the model with the gsrm adapter "
@@ -43,14 +44,17 @@ def score(
         help="Divide each reward by the teacher's step count (0..1) instead of the authors' "
              "plain sum.")] = False,
     model: Annotated[str | None, typer.Option(
-        help="Base model (Hub name or local path) for --decomposer gsrm and --judge llm.")] = None,
+        help="Base model (Hub name or local path) for --decomposer gsrm and --judge "
+             "llm.")] = None,
     adapter: Annotated[str | None, typer.Option(
         help="Trained gsrm LoRA adapter directory to load on --model (default: the base model "
              "with a few-shot prompt).")] = None,
     json_out: Annotated[Path | None, typer.Option(
-        "--json", help="Write the report (summary and per-pair rewards) to this JSON file.")] = None,
+        "--json",
+        help="Write the report (summary and per-pair rewards) to this JSON file.")] = None,
     show: Annotated[int, typer.Option(
-        min=0, help="Print the N lowest-scoring pairs as aligned teacher/student step tables.")] = 0,
+        min=0,
+        help="Print the N lowest-scoring pairs as aligned teacher/student step tables.")] = 0,
     skip_bad: Annotated[bool, typer.Option(
         help="Skip bad lines and unpaired records (counted and listed) instead of stopping at "
              "the first.")] = False,
@@ -58,8 +62,9 @@ def score(
     """Score how well student traces reproduce the step structure of teacher traces."""
     with user_errors():
         model_options = {}
-        needs_model = [option for option, chosen in (("--decomposer gsrm", decomposer is DecomposerName.gsrm),
-                                                     ("--judge llm", judge is JudgeName.llm)) if chosen]
+        needs_model = [option for option, chosen in (
+                           ("--decomposer gsrm", decomposer is DecomposerName.gsrm),
+                           ("--judge llm", judge is JudgeName.llm)) if chosen]
         if needs_model:
             if model is None:
                 raise InputError(f"--model is required by {' and '.join(needs_model)}")
@@ -79,7 +84,8 @@ def score(
         for problem in result.problems[:_PROBLEMS_SHOWN]:
             err_console.print(f"[yellow]skipped:[/] {escape(str(problem))}", highlight=False)
         if len(result.problems) > _PROBLEMS_SHOWN:
-            err_console.print(f"[yellow]skipped:[/] and {len(result.problems) - _PROBLEMS_SHOWN} more")
+            err_console.print(
+                f"[yellow]skipped:[/] and {len(result.problems) - _PROBLEMS_SHOWN} more")
         if json_out is not None:
             write_report(json_out, result)
         console.print(summary_table(result.summary()))

@@ -162,7 +162,8 @@ def _read_problem_file(path: str) -> list[tuple[int, Problem]]:
         reasoning, steps = _trace(row, where)
         source = row.get("source")
         numbered.append((line, Problem(
-            id=problem_id, question=text_field(required_field(row, "question", where), "question", where),
+            id=problem_id,
+            question=text_field(required_field(row, "question", where), "question", where),
             answer=scalar_text_field(required_field(row, "answer", where), "answer", where),
             reasoning=reasoning, steps=steps,
             source=path if source is None else text_field(source, "source", where))))

@@ -81,7 +81,8 @@ def read_traces(path: str | Path, skip_bad: bool = False) -> TraceFile:
             if trace.id is not None:
                 key = str(trace.id)
                 if key in first_line_of:
-                    raise InputError(f"duplicate id {trace.id!r} (first on line {first_line_of[key]})",
+                    raise InputError(f"duplicate id {trace.id!r} "
+                                     f"(first on line {first_line_of[key]})",
                                      path=name, line=line_no, field="id")
                 first_line_of[key] = line_no
             traces.append(trace)
@@ -105,7 +106,8 @@ def _trace(row: dict, path: str, line: int, position: int) -> Trace:
         return InputError(problem, path=path, line=line, field=field)
 
     record_id = row.get("id")
-    if record_id is not None and (isinstance(record_id, bool) or not isinstance(record_id, (str, int))):
+    if record_id is not None and (isinstance(record_id, bool)
+                                  or not isinstance(record_id, (str, int))):
         raise bad("id", f"expected a string or an integer, got {type(record_id).__name__}")
     question = row.get("question", "")
     if not isinstance(question, str):
@@ -141,13 +143,15 @@ def pair_traces(teacher: TraceFile, student: TraceFile,
             raise InputError(f"{teacher.path} has {teacher.records} records but {student.path} "
                              f"has {student.records}; without ids, records pair by line order")
         by_position = {s.position: s for s in student.traces}
-        return [(t, by_position[t.position]) for t in teacher.traces if t.position in by_position], []
+        return [(t, by_position[t.position])
+                for t in teacher.traces if t.position in by_position], []
     by_id = {str(s.id): s for s in student.traces}
     pairs = [(t, by_id[str(t.id)]) for t in teacher.traces if str(t.id) in by_id]
     teacher_keys = {str(t.id) for t in teacher.traces}
     unpaired = [(teacher, student, [t for t in teacher.traces if str(t.id) not in by_id]),
                 (student, teacher, [s for s in student.traces if str(s.id) not in teacher_keys])]
-    problems = [InputError(f"id {t.id!r} is not in {other.path}", path=own.path, line=t.line, field="id")
+    problems = [InputError(f"id {t.id!r} is not in {other.path}",
+                           path=own.path, line=t.line, field="id")
                 for own, other, lonely in unpaired for t in lonely]
     if problems and not skip_bad:
         raise InputError("; ".join(_unpaired_summary(own, other, lonely)
@@ -195,7 +199,8 @@ class ScoreResult:
             "pairs": len(self.pairs),
             "mean": statistics.fmean(rewards) if rewards else 0.0,
             "median": float(statistics.median(rewards)) if rewards else 0.0,
-            "full_match": sum(p.full_match for p in self.pairs) / len(self.pairs) if self.pairs else 0.0,
+            "full_match": (sum(p.full_match for p in self.pairs) / len(self.pairs)
+                           if self.pairs else 0.0),
             "mean_first_divergence": statistics.fmean(divergences) if divergences else None,
             "skipped": len(self.problems),
         }
@@ -258,13 +263,17 @@ def _batch_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _decompose(traces: Sequence[Trace], decomposer: Decomposer) -> tuple[list[list[Step]], list[list[Step]]]:
+def _decompose(traces: Sequence[Trace],
+               decomposer: Decomposer) -> tuple[list[list[Step]], list[list[Step]]]:
     """Steps for every trace (given ones as they are, the rest in one decomposer call), split
     back into the first and second half."""
     todo = [i for i, t in enumerate(traces) if t.steps is None]
-    decomposed = decomposer([DecomposeInput(traces[i].question, traces[i].reasoning) for i in todo]) if todo else []
+    decomposed = (decomposer([DecomposeInput(traces[i].question, traces[i].reasoning)
+                              for i in todo])
+                  if todo else [])
     if len(decomposed) != len(todo):
-        raise RlkdError(f"the decomposer returned {len(decomposed)} step lists for {len(todo)} traces")
+        raise RlkdError(f"the decomposer returned {len(decomposed)} step lists "
+                        f"for {len(todo)} traces")
     steps = [t.steps for t in traces]
     for i, found in zip(todo, decomposed):
         steps[i] = found
@@ -280,5 +289,6 @@ def write_report(path: str | Path, result: ScoreResult) -> None:
     """
     report = result.report()
     items = ",\n    ".join(json.dumps(item, ensure_ascii=False) for item in report["items"])
-    summary = textwrap.indent(json.dumps(report["summary"], ensure_ascii=False, indent=2), "  ").lstrip()
+    summary = textwrap.indent(json.dumps(report["summary"], ensure_ascii=False, indent=2),
+                              "  ").lstrip()
     write_text_atomic(path, f'{{\n  "summary": {summary},\n  "items": [\n    {items}\n  ]\n}}\n')

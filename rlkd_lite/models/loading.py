@@ -175,7 +175,8 @@ def load_inference_model(name_or_path: str, adapter: str | None = None, *,
     resolved = resolve_model(name_or_path, backend="hf")
     cuda = torch.cuda.is_available()
     quantize = (cuda if load_in_4bit is None else load_in_4bit) and not resolved.pre_quantized_4bit
-    kwargs: dict[str, Any] = {"dtype": _compute_dtype(torch), "trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {"dtype": _compute_dtype(torch),
+                              "trust_remote_code": trust_remote_code}
     if quantize:
         kwargs["quantization_config"] = _bnb_4bit_config()
     if cuda:

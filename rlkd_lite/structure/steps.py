@@ -35,7 +35,8 @@ _TAG_KINDS = {
     "subproblem": _QUERY, "query": _QUERY,
     "answer": _ANSWER,
 }
-_META_OR_QUERY_NAMES = r"meta[\s_-]*reasoning|meat[\s_-]*reasoning|sub[\s_-]*think|sub[\s_-]*problem|query"
+_META_OR_QUERY_NAMES = (r"meta[\s_-]*reasoning|meat[\s_-]*reasoning|sub[\s_-]*think|"
+                        r"sub[\s_-]*problem|query")
 _TAG = re.compile(rf"\[\s*({_META_OR_QUERY_NAMES}|answer)\s*\d*\s*\]\s*:?", re.IGNORECASE)
 _STEP_START_TAG = re.compile(rf"\[\s*(?:{_META_OR_QUERY_NAMES})\s*\d*\s*\]", re.IGNORECASE)
 _TAG_NAME_JUNK = re.compile(r"[\s_-]+")
@@ -68,13 +69,15 @@ def think_text(text: str) -> str:
 def render_steps(steps: Sequence[Step]) -> str:
     """The canonical tagged text of `steps`, numbered from 1, one tag per line."""
     return "\n".join(
-        f"[Meta-reasoning {i}]: {step.meta}\n[Sub-problem {i}]: {step.query}\n[Answer {i}]: {step.answer}"
+        f"[Meta-reasoning {i}]: {step.meta}\n[Sub-problem {i}]: {step.query}\n"
+        f"[Answer {i}]: {step.answer}"
         for i, step in enumerate(steps, 1)
     )
 
 
 def looks_tagged(text: str) -> bool:
-    """Whether `text` is written in the step tag format (has a meta-reasoning or sub-problem tag)."""
+    """Whether `text` is written in the step tag format (has a meta-reasoning or sub-problem
+    tag)."""
     return _STEP_START_TAG.search(text) is not None
 
 

@@ -104,7 +104,8 @@ class RunLogCallback(TrainerCallback):
         logs = logs or {}
         if "train_runtime" in logs:  # the end-of-training summary, not a step
             return
-        row: dict[str, Any] = {"step": state.global_step, "step_time_s": round(self.step_seconds, 4)}
+        row: dict[str, Any] = {"step": state.global_step,
+                               "step_time_s": round(self.step_seconds, 4)}
         if any(self.stages.values()):
             row.update({k: round(v, 4) for k, v in self.stages.items()})
         for key, value in logs.items():

@@ -80,7 +80,8 @@ class AccuracyReward:
     def __init__(self, last: LastBatch):
         self.last = last
 
-    def __call__(self, prompts: list, completions: list, answer: list[str], **_: Any) -> list[float]:
+    def __call__(self, prompts: list, completions: list, answer: list[str],
+                 **_: Any) -> list[float]:
         texts = [completion_text(c) for c in completions]
         values = [float(answers_match(extract_final_answer(t), a)) for t, a in zip(texts, answer)]
         self.last.questions = [prompt_question(p) for p in prompts]
@@ -170,7 +171,8 @@ class StructureReward:
             log_metric("structure/decomposed", len(distinct))
         values = [s.reward for s in scores]
         self.last.rewards["structure"] = values
-        self.last.student_steps, self.last.teacher_steps, self.last.structure = student, teacher, scores
+        self.last.student_steps, self.last.teacher_steps = student, teacher
+        self.last.structure = scores
         return values
 
 

@@ -28,7 +28,8 @@ def sft_rows(problems: list[Problem], system_prompt: str, answer_format: str) ->
 def build_sft_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: list[Problem],
                       run: RunDir) -> tuple[Any, RunLogCallback]:
     return build_completion_trainer(config, model, tokenizer,
-                                    sft_rows(problems, config.system_prompt, config.answer_format), run, "sft")
+                                    sft_rows(problems, config.system_prompt, config.answer_format),
+                                    run, "sft")
 
 
 def build_completion_trainer(config: RunConfig, model: Any, tokenizer: Any, rows: list[dict],
