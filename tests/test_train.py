@@ -238,6 +238,8 @@ def test_steps_per_generation_must_fill_whole_groups(tiny_model_dir):
     with pytest.raises(RlkdError, match="multiple of num_generations"):
         load_config(TEST_RECIPE, {"model": str(tiny_model_dir), "num_generations": 3,
                                   "steps_per_generation": 2})
+    with pytest.raises(RlkdError, match="positive multiple"):  # 0 is not "the default"
+        load_config(TEST_RECIPE, {"model": str(tiny_model_dir), "steps_per_generation": 0})
 
 
 @pytest.fixture(scope="module")

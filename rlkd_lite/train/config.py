@@ -127,7 +127,7 @@ class RunConfig:
             raise RlkdError(f"reward_weights: unknown reward(s) {sorted(unknown)}; "
                             f"known: {', '.join(REWARDS)}")
         if self.method != "sft":
-            steps = self.steps_per_generation or self.gradient_accumulation_steps
+            steps = self._micro_batches_per_generation()
             batch = self.per_device_train_batch_size * steps
             if steps < 1 or batch % self.num_generations:
                 raise RlkdError(f"per_device_train_batch_size × steps_per_generation (default "
@@ -144,8 +144,11 @@ class RunConfig:
     def steps_per_rollout(self) -> int:
         """Optimizer steps between two generations (1 unless steps_per_generation is more than
         gradient_accumulation_steps)."""
-        return max(1, (self.steps_per_generation or self.gradient_accumulation_steps)
-                   // self.gradient_accumulation_steps)
+        return max(1, self._micro_batches_per_generation() // self.gradient_accumulation_steps)
+
+    def _micro_batches_per_generation(self) -> int:
+        return (self.gradient_accumulation_steps if self.steps_per_generation is None
+                else self.steps_per_generation)
 
     def uses_model_gsrm(self) -> bool:
         """Whether the reward needs the model itself (gsrm decomposer or llm judge)."""
