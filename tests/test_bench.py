@@ -12,7 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from rlkd_lite.cli import app
-from rlkd_lite.train.bench import BenchTargets, check_targets
+from rlkd_lite.train.bench import BenchTargets, check_targets, ms_per_decode_step
+from rlkd_lite.train.run_dir import RunDir
 
 
 @pytest.mark.slow
@@ -30,6 +31,16 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
         assert r["steps"] == 2 and r["step_time_s"] > 0 and r["generate_s"] > 0
         assert r["train_s"] == pytest.approx(r["step_time_s"] - r["generate_s"] - r["rewards_s"])
     assert rlkd["structure_decompose_s"] > 0 and grpo["structure_decompose_s"] == 0
+    # Random weights never stop early: every rollout and decomposition runs to its limit, so
+    # the per-decode-step times divide by those limits (16 rollout tokens, 12 GSRM tokens).
+    rows = RunDir(tmp_path / "run-rlkd-unsloth").metric_rows()
+    assert [row["completion_tokens_max"] for row in rows] == [16, 16]
+    assert [row["structure_gsrm_decode_steps"] for row in rows] == [12, 12]
+    assert all(0 < row["structure_gsrm_tokens"] <= 12 * 4 for row in rows)
+    assert rlkd["decompose_ms_per_decode_step"] == pytest.approx(
+        1000 * rows[1]["structure_decompose_s"] / 12)
+    assert grpo["generate_ms_per_decode_step"] > 0 and grpo["decompose_ms_per_decode_step"] is None
+    assert "decompose ms/decode step" in result.output
     assert rlkd["judge_pairs"] == 6 and rlkd["judge_batch_s"] > 0
     assert any("structure reward" in t["goal"] for t in report["targets"])
     # --set reaches every variant's recipe; the variant still picks method and backend.
@@ -41,7 +52,6 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
 @pytest.mark.slow
 def test_steps_sharing_a_generation_are_averaged_over_whole_cycles(tmp_path):
     from rlkd_lite.train.bench import build_random_model, run_variant
-    from rlkd_lite.train.run_dir import RunDir
 
     model = build_random_model("tiny", tmp_path)
     summary = run_variant("grpo-unsloth", "bench-tiny", str(model), 1, str(tmp_path / "run"), 0,
@@ -50,6 +60,14 @@ def test_steps_sharing_a_generation_are_averaged_over_whole_cycles(tmp_path):
     rows = RunDir(tmp_path / "run").metric_rows()
     assert [row.get("generate_s", 0) > 0 for row in rows] == [True, False, True, False]
     assert summary["generate_s"] == pytest.approx(rows[2]["generate_s"] / 2)
+
+
+def test_time_per_decode_step_counts_only_the_steps_that_decoded():
+    rows = [{"generate_s": 3.0, "completion_tokens_max": 100},
+            {"generate_s": 0.0},  # a step that reused an earlier generation
+            {"generate_s": 1.0, "completion_tokens_max": 60}]
+    assert ms_per_decode_step(rows, "generate_s", "completion_tokens_max") == pytest.approx(25.0)
+    assert ms_per_decode_step(rows, "structure_decompose_s", "structure_gsrm_decode_steps") is None
 
 
 def test_targets_are_judged_from_the_numbers():

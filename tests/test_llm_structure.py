@@ -149,10 +149,17 @@ def new_token_counts(tiny_model, monkeypatch):
     return counts
 
 
-def test_decomposer_respects_max_new_tokens(tiny_model, tiny_tokenizer, new_token_counts):
-    GSRMDecomposer(tiny_model, tiny_tokenizer, batch_size=2, max_new_tokens=5)(ITEMS)
+def test_decomposer_respects_max_new_tokens_and_counts_its_work(tiny_model, tiny_tokenizer,
+                                                                new_token_counts):
+    decomposer = GSRMDecomposer(tiny_model, tiny_tokenizer, batch_size=2, max_new_tokens=5)
+    decomposer(ITEMS)
     assert len(new_token_counts) == 2
     assert all(0 < n <= 5 for n in new_token_counts)
+    # One decode step per new column of each batch; tokens count the rows' real tokens only.
+    assert decomposer.last_counts["decode_steps"] == sum(new_token_counts)
+    assert 0 < decomposer.last_counts["tokens"] <= 2 * new_token_counts[0] + new_token_counts[1]
+    decomposer([])
+    assert decomposer.last_counts == {"tokens": 0, "decode_steps": 0}
 
 
 def test_decomposer_fits_its_budget_into_the_models_max_seq_length(tiny_model, tiny_tokenizer,

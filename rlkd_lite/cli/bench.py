@@ -10,6 +10,18 @@ from rlkd_lite.cli import app
 from rlkd_lite.cli._common import console, user_errors
 
 
+# (row title, result key) of the table, in the order of a step.
+MEASURES = (
+    ("step s", "step_time_s"), ("generate s", "generate_s"),
+    ("decompose s", "structure_decompose_s"), ("judge s", "structure_judge_s"),
+    ("train s", "train_s"), ("tokens/s", "tokens_per_s"),
+    ("generate ms/decode step", "generate_ms_per_decode_step"),
+    ("decompose ms/decode step", "decompose_ms_per_decode_step"),
+    ("first step s", "first_step_s"), ("peak GiB", "peak_gpu_gib"),
+    ("generate peak GiB", "generate_peak_gib"), ("rewards peak GiB", "rewards_peak_gib"),
+)
+
+
 @app.command()
 def bench(
     recipe: str = typer.Option("bench-qwen2.5-1.5b", help="Workload recipe (bench-tiny on a CPU)."),
@@ -42,21 +54,18 @@ def bench(
                             steps=steps, judge_pairs=judge_pairs, workdir=work,
                             overrides=overrides,
                             on_variant=lambda v: console.print(f"[bold]bench:[/] {v}"))
-    table = Table(title=f"rlkd-lite bench · {shape} · {recipe} · mean of steps 2..{steps}")
-    columns = [("step s", "step_time_s"), ("generate s", "generate_s"),
-               ("decompose s", "structure_decompose_s"), ("judge s", "structure_judge_s"),
-               ("train s", "train_s"), ("tokens/s", "tokens_per_s"),
-               ("first step s", "first_step_s"), ("peak GiB", "peak_gpu_gib"),
-               ("generate peak", "generate_peak_gib"), ("rewards peak", "rewards_peak_gib")]
-    table.add_column("variant")
-    for title, _ in columns:
-        table.add_column(title, justify="right")
+    # One column per variant, one row per measure: readable in a narrow terminal.
+    table = Table(title=f"rlkd-lite bench · {shape} · {recipe} · mean after the first "
+                        "generation cycle")
+    table.add_column("")
     for r in results:
-        if "error" in r:
-            table.add_row(r["variant"], f"[red]failed: {r['error']}[/]")
-            continue
-        table.add_row(r["variant"], *("-" if r.get(key) is None else f"{r[key]:.3g}"
-                                      for _, key in columns))
+        table.add_column(r["variant"], justify="right")
+    if any("error" in r for r in results):
+        table.add_row("failed", *(f"[red]{r['error']}[/]" if "error" in r else "" for r in results))
+    for title, key in MEASURES:
+        if any(r.get(key) is not None for r in results if "error" not in r):
+            table.add_row(title, *("-" if r.get(key) is None else f"{r[key]:.3g}"
+                                   for r in results))
     console.print(table)
     for r in results:
         if r.get("judge_batch_s") is not None:

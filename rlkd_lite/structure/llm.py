@@ -241,7 +241,9 @@ class GSRMDecomposer:
     the prompt it was trained on (`decomposition_messages`). `max_steps` (per call, or a
     default here) stops an item's generation once it has more steps than its limit and keeps
     the first `limit` steps: the structure reward never looks past the teacher's step count.
-    Unparseable output gives [] for that item.
+    Unparseable output gives [] for that item. After each call `last_counts` holds the work it
+    did: generated tokens (`tokens`, padding not counted) and decode steps (`decode_steps`, one
+    batched forward pass each, summed over generate calls), for throughput metrics.
     """
 
     def __init__(self, model: Any, tokenizer: Any, adapter: str | None = None,
@@ -250,6 +252,7 @@ class GSRMDecomposer:
         self.model, self.tokenizer, self.adapter = model, tokenizer, adapter
         self.batch_size, self.max_new_tokens, self.max_steps = batch_size, max_new_tokens, max_steps
         self.few_shot = adapter is None if few_shot is None else few_shot
+        self.last_counts = {"tokens": 0, "decode_steps": 0}
 
     def __call__(self, items: Sequence[DecomposeInput],
                  max_steps: int | Sequence[int | None] | None = None) -> list[list[Step]]:
@@ -262,6 +265,7 @@ class GSRMDecomposer:
     def completions(self, items: Sequence[DecomposeInput],
                     max_steps: int | Sequence[int | None] | None = None) -> list[str]:
         """The generated text for each item (special tokens removed), in the order of `items`."""
+        self.last_counts = {"tokens": 0, "decode_steps": 0}
         if not items:
             return []
         limits = self._limits(len(items), max_steps)
@@ -296,8 +300,10 @@ class GSRMDecomposer:
                     pad_token_id=self.tokenizer.pad_token_id,
                     stopping_criteria=stopping,
                 )
-                decoded = self.tokenizer.batch_decode(output[:, prompt_length:],
-                                                      skip_special_tokens=True)
+                generated = output[:, prompt_length:]
+                self.last_counts["decode_steps"] += generated.shape[1]
+                self.last_counts["tokens"] += int((generated != self.tokenizer.pad_token_id).sum())
+                decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
                 for index, text in zip(indices, decoded):
                     texts[index] = text
         return texts

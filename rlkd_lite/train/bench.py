@@ -99,11 +99,26 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     for stage in STAGES:
         summary[stage] = statistics.mean(r.get(stage, 0.0) for r in steady)
     summary["train_s"] = summary["step_time_s"] - summary["generate_s"] - summary["rewards_s"]
+    summary["generate_ms_per_decode_step"] = ms_per_decode_step(steady, "generate_s",
+                                                                "completion_tokens_max")
+    summary["decompose_ms_per_decode_step"] = ms_per_decode_step(
+        steady, "structure_decompose_s", "structure_gsrm_decode_steps")
     if method == "rlkd" and judge_pairs:
         summary["judge_pairs"] = judge_pairs
         summary["judge_batch_s"] = time_judge(config, result.model, result.tokenizer,
                                               judge_pairs)
     return summary
+
+
+def ms_per_decode_step(rows: list[dict[str, Any]], seconds: str, steps: str) -> float | None:
+    """Milliseconds a stage spent per batched decode step (one forward pass for the whole
+    batch), prefill and bookkeeping included: its seconds over its decode steps, both summed
+    over the steps that ran it. Decoding is bound by per-step overhead, not by batch size, so
+    this compares the rollouts' decoding with the GSRM's. None where no row counts the steps."""
+    ran = [row for row in rows if row.get(steps)]
+    if not ran:
+        return None
+    return 1000 * sum(row.get(seconds, 0.0) for row in ran) / sum(row[steps] for row in ran)
 
 
 def time_judge(config: Any, model: Any, tokenizer: Any, pairs: int) -> float:

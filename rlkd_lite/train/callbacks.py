@@ -119,6 +119,9 @@ class RunLogCallback(TrainerCallback):
         if length is not None and self.step_seconds > 0:
             row["completion_tokens_mean"] = length
             row["tokens_per_s"] = round(length * self.completions_per_step / self.step_seconds, 2)
+        if logs.get("completions/max_length") is not None:
+            # The rollouts' decode steps: a batch decodes until its longest completion ends.
+            row["completion_tokens_max"] = logs["completions/max_length"]
         self.latest = row
         self.run.log_metrics(row)
 

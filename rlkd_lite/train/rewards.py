@@ -154,6 +154,9 @@ class StructureReward:
             start = time.perf_counter()
             steps_of = dict(zip(distinct, self.decomposer([item for item, _ in distinct], **limits)
                                 if distinct else []))
+            # A generating decomposer's work (tokens, batched decode steps), zero if not called.
+            work = {name: count if distinct else 0
+                    for name, count in getattr(self.decomposer, "last_counts", {}).items()}
             student: list[list[Step]] = [[] for _ in texts]
             for i, key in zip(todo, keys):
                 student[i] = steps_of[key]
@@ -169,6 +172,8 @@ class StructureReward:
             log_metric("structure/judge_s", self.seconds["judge"])
             log_metric("structure/student_steps", sum(map(len, student)) / max(len(student), 1))
             log_metric("structure/decomposed", len(distinct))
+            for name, count in work.items():
+                log_metric(f"structure/gsrm_{name}", count)
         values = [s.reward for s in scores]
         self.last.rewards["structure"] = values
         self.last.student_steps, self.last.teacher_steps = student, teacher
