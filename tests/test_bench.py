@@ -12,7 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from rlkd_lite.cli import app
-from rlkd_lite.train.bench import BenchTargets, check_targets, ms_per_decode_step
+from rlkd_lite.train.bench import (BenchTargets, check_targets, ms_per_decode_step,
+                                   structure_seconds)
 from rlkd_lite.train.run_dir import RunDir
 
 
@@ -21,7 +22,7 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, [
         "bench", "--recipe", "bench-tiny", "--shape", "tiny", "--steps", "2",
-        "--variants", "rlkd-unsloth,grpo-unsloth", "--judge-pairs", "6",
+        "--variants", "rlkd-unsloth,grpo-unsloth", "--judge-pairs-per-rollout", "2",
         "--set", "gsrm_max_new_tokens=12", "--workdir", str(tmp_path), "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
@@ -41,7 +42,7 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
         1000 * rows[1]["structure_decompose_s"] / 12)
     assert grpo["generate_ms_per_decode_step"] > 0 and grpo["decompose_ms_per_decode_step"] is None
     assert "decompose ms/decode step" in result.output
-    assert rlkd["judge_pairs"] == 6 and rlkd["judge_batch_s"] > 0
+    assert rlkd["judge_pairs"] == 2 * 4 and rlkd["judge_batch_s"] > 0  # 4 rollouts per step
     assert any("structure reward" in t["goal"] for t in report["targets"])
     # --set reaches every variant's recipe; the variant still picks method and backend.
     for variant, method in (("rlkd-unsloth", "rlkd"), ("grpo-unsloth", "grpo")):
@@ -96,6 +97,10 @@ def test_a_judge_that_never_ran_in_the_steps_is_stood_in_for_by_its_own_timing()
     ((goal, measured, met),) = [c for c in check_targets([rlkd], BenchTargets())
                                 if "of RLKD step" in c[0]]
     assert "96 pairs" in goal and measured == "30%" and not met  # 1.5 s of a 5 s step
+    # Four optimizer steps per generation: the one judge call is spread over them.
+    shared = {**rlkd, "steps_per_rollout": 4, "judge_batch_s": 4.0, "judge_pairs": 384}
+    structure, step, _ = structure_seconds(shared)
+    assert (structure, step) == (1.5, 5.0)
 
 
 def test_a_variant_that_failed_is_left_out_of_the_targets():

@@ -223,6 +223,7 @@ def test_steps_per_generation_generates_and_rewards_once_for_several_steps(tiny_
     config = load_config(TEST_RECIPE, {"model": str(tiny_model_dir), "steps_per_generation": 2,
                                        "output_dir": str(tmp_path / "run"), "max_steps": 4})
     assert config.steps_per_rollout() == 2
+    assert config.rollouts_per_generation() == 2 * config.per_device_train_batch_size
     run_training(config)
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     generated = [row.get("generate_s", 0.0) > 0 for row in rows]

@@ -31,8 +31,10 @@ def bench(
                                  help="Comma-separated variants to run, each in its own process."),
     steps: int = typer.Option(3, help="Steps per variant; the first is reported apart "
                               "(compilation, warm-up)."),
-    judge_pairs: int = typer.Option(96, help="Step pairs in the stand-alone llm-judge timing "
-                                    "(0 skips it)."),
+    judge_pairs_per_rollout: int = typer.Option(
+        12, help="Step pairs per rollout in the stand-alone llm-judge timing, which stands in "
+                 "for the judge a working GSRM would call once per generation (12: 4 aligned "
+                 "steps × meta, sub-problem, answer; 0 skips it)."),
     workdir: Optional[Path] = typer.Option(None, help="Where the model and runs go "
                                            "(default: a new temporary directory)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results here."),
@@ -51,7 +53,8 @@ def bench(
         work = workdir or default_workdir()
         work.mkdir(parents=True, exist_ok=True)
         results = run_bench(recipe=recipe, shape=shape, variants=variants.split(","),
-                            steps=steps, judge_pairs=judge_pairs, workdir=work,
+                            steps=steps, judge_pairs_per_rollout=judge_pairs_per_rollout,
+                            workdir=work,
                             overrides=overrides,
                             on_variant=lambda v: console.print(f"[bold]bench:[/] {v}"))
     # One column per variant, one row per measure: readable in a narrow terminal.

@@ -60,7 +60,8 @@ def build_random_model(shape: str, cache: Path) -> Path:
 
 
 def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: str,
-                judge_pairs: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+                judge_pairs_per_rollout: int, overrides: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
     """Train `steps` steps of one variant in this process and summarise its metrics.
     `overrides` are recipe fields set for every variant (the variant's method and backend win)."""
     from rlkd_lite.train.config import load_config
@@ -103,10 +104,11 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
                                                                 "completion_tokens_max")
     summary["decompose_ms_per_decode_step"] = ms_per_decode_step(
         steady, "structure_decompose_s", "structure_gsrm_decode_steps")
-    if method == "rlkd" and judge_pairs:
-        summary["judge_pairs"] = judge_pairs
-        summary["judge_batch_s"] = time_judge(config, result.model, result.tokenizer,
-                                              judge_pairs)
+    if method == "rlkd" and judge_pairs_per_rollout:
+        # The call a working GSRM would cause once per generation, on all its rollouts.
+        pairs = judge_pairs_per_rollout * config.rollouts_per_generation()
+        summary["judge_pairs"] = pairs
+        summary["judge_batch_s"] = time_judge(config, result.model, result.tokenizer, pairs)
     return summary
 
 
@@ -148,8 +150,8 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int, judge_pairs: int,
-              workdir: Path, overrides: dict[str, Any] | None = None,
+def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int,
+              judge_pairs_per_rollout: int, workdir: Path, overrides: dict[str, Any] | None = None,
               on_variant: Any = None) -> list[dict[str, Any]]:
     """Build the model once, then run each variant in a fresh Python process."""
     unknown = [v for v in variants if v not in VARIANTS]
@@ -165,7 +167,8 @@ def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int, judge
         shutil.rmtree(out, ignore_errors=True)  # scratch runs: a bench never resumes
         report.unlink(missing_ok=True)
         job = {"variant": variant, "recipe": recipe, "model_dir": str(model_dir),
-               "steps": steps, "out_dir": str(out), "judge_pairs": judge_pairs,
+               "steps": steps, "out_dir": str(out),
+               "judge_pairs_per_rollout": judge_pairs_per_rollout,
                "overrides": overrides or {}}
         if on_variant:
             on_variant(variant)
@@ -206,12 +209,14 @@ def check_targets(results: list[dict[str, Any]], targets: BenchTargets
 
 
 def structure_seconds(rlkd: dict[str, Any]) -> tuple[float, float, str]:
-    """(decompose + judge seconds, step seconds, note) of an RLKD result. When the judge never
-    ran inside the steps (random weights: the GSRM emits no steps) the stand-alone judge call
-    stands in for it, added to both the structure time and the step."""
+    """(decompose + judge seconds, step seconds, note) of an RLKD result, per optimizer step.
+    When the judge never ran inside the steps (random weights: the GSRM emits no steps) the
+    stand-alone judge call stands in for it, spread over the steps that share a generation and
+    added to both the structure time and the step."""
     judge, step, note = rlkd["structure_judge_s"], rlkd["step_time_s"], ""
     if judge < 1e-3 and rlkd.get("judge_batch_s"):
-        judge, step = rlkd["judge_batch_s"], step + rlkd["judge_batch_s"]
+        judge = rlkd["judge_batch_s"] / rlkd.get("steps_per_rollout", 1)
+        step += judge
         note = f" (judge: stand-alone call on {rlkd['judge_pairs']} pairs added)"
     return rlkd["structure_decompose_s"] + judge, step, note
 
@@ -219,7 +224,7 @@ def structure_seconds(rlkd: dict[str, Any]) -> tuple[float, float, str]:
 def _worker(job_json: str, report: str) -> None:
     job = json.loads(job_json)
     summary = run_variant(job["variant"], job["recipe"], job["model_dir"], job["steps"],
-                          job["out_dir"], job["judge_pairs"], job["overrides"])
+                          job["out_dir"], job["judge_pairs_per_rollout"], job["overrides"])
     from rlkd_lite.data.jsonl import write_json_atomic
 
     write_json_atomic(report, summary)

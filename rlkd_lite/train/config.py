@@ -76,7 +76,10 @@ class RunConfig:
     normalize_structure: bool = doc("Divide the structure reward by the teacher's step count "
                                     "(the paper sums).", default=False)
     gsrm_max_new_tokens: int = doc("Token budget of one GSRM decomposition.")
-    gsrm_batch_size: int = doc("Completions decomposed per generate call.")
+    gsrm_batch_size: int = doc(
+        "Completions decomposed per generate call. A decode step costs about the same for a "
+        "bigger batch, so at best all the rollouts of a generation (per_device_train_batch_size "
+        "× steps_per_generation) in one call, memory permitting.")
     judge_batch_size: int = doc("Step pairs judged per forward pass.")
 
     # --- optimisation ------------------------------------------------------------------------
@@ -127,9 +130,8 @@ class RunConfig:
             raise RlkdError(f"reward_weights: unknown reward(s) {sorted(unknown)}; "
                             f"known: {', '.join(REWARDS)}")
         if self.method != "sft":
-            steps = self._micro_batches_per_generation()
-            batch = self.per_device_train_batch_size * steps
-            if steps < 1 or batch % self.num_generations:
+            batch = self.rollouts_per_generation()
+            if self._micro_batches_per_generation() < 1 or batch % self.num_generations:
                 raise RlkdError(f"per_device_train_batch_size × steps_per_generation (default "
                                 f"gradient_accumulation_steps): {batch} must be a positive "
                                 f"multiple of num_generations ({self.num_generations})")
@@ -145,6 +147,10 @@ class RunConfig:
         """Optimizer steps between two generations (1 unless steps_per_generation is more than
         gradient_accumulation_steps)."""
         return max(1, self._micro_batches_per_generation() // self.gradient_accumulation_steps)
+
+    def rollouts_per_generation(self) -> int:
+        """Completions generated (and rewarded) at once, on one device."""
+        return self.per_device_train_batch_size * self._micro_batches_per_generation()
 
     def _micro_batches_per_generation(self) -> int:
         return (self.gradient_accumulation_steps if self.steps_per_generation is None
