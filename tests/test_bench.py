@@ -107,3 +107,18 @@ def test_a_variant_that_failed_is_left_out_of_the_targets():
     checks = check_targets([{"variant": "rlkd-unsloth", "error": "exit code 1"},
                             {"variant": "grpo-hf", "step_time_s": 19.0}], BenchTargets())
     assert checks == []
+
+
+def test_gsrm_token_benchmark_counts_decompositions_with_the_real_tokenizer():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "gsrm_tokens.py"
+    out = subprocess.run([sys.executable, str(script), "--problems", "40"], capture_output=True,
+                         text=True, check=True).stdout
+    per_step = float(re.search(r"decomposition tokens per step ([\d.]+)", out).group(1))
+    # Three tagged lines per step: at least the tags themselves (~20 tokens), short of a paragraph.
+    assert 25 < per_step < 100
+    assert "few-shot prompt tokens" in out and "40 synthetic problems" in out

