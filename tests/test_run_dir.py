@@ -1,8 +1,14 @@
-"""The run directory's logs: read back after a crash, trimmed on resume."""
+"""The run directory: logs read back after a crash and trimmed on resume; one process at a time."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
+import pytest
+
+from rlkd_lite.errors import RlkdError
 from rlkd_lite.train.run_dir import RunDir
 
 
@@ -34,3 +40,56 @@ def test_trend_compares_the_first_and_last_quarter(tmp_path):
     for step, reward in enumerate([1, 1, 2, 3, 5, 8, 13, 21], 1):
         run.log_metrics({"step": step, "reward": reward})
     assert run.trend(["reward", "missing"]) == {"reward": (1.0, 17.0)}
+
+
+def hold_lock_in_another_process(path) -> subprocess.Popen:
+    """A second process that locks `path` as a running `rlkd-lite train` does, until killed."""
+    code = ("import pathlib, sys\n"
+            "from rlkd_lite.train.run_dir import RunDir\n"
+            "with RunDir(pathlib.Path(sys.argv[1])).locked():\n"
+            "    print('held', flush=True)\n"
+            "    sys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_directory_in_use_by_another_process_is_refused_until_it_dies(tmp_path):
+    run = RunDir(tmp_path / "run")
+    holder = hold_lock_in_another_process(run.path)
+    try:
+        with pytest.raises(RlkdError, match=rf"in use by another run \(process {holder.pid}\)"):
+            with run.locked():
+                pass
+    finally:
+        holder.kill()  # as a crash would: the OS drops the lock with the process
+        holder.wait()
+    with run.locked():
+        assert (run.path / ".lock").read_text() == str(os.getpid())
+
+
+def test_training_into_a_locked_directory_fails_before_loading_a_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from rlkd_lite.cli import app
+
+    holder = hold_lock_in_another_process(tmp_path / "run")
+    try:
+        result = CliRunner().invoke(app, ["train", "--recipe", "tiny-cpu",
+                                          "--output-dir", str(tmp_path / "run")])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 1
+    assert "in use by another run" in result.output.replace("\n", " ")
+    assert "loading" not in result.output
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]
+
+
+def test_a_refused_run_into_a_new_directory_leaves_nothing_behind(tmp_path):
+    run = RunDir(tmp_path / "new")
+    with pytest.raises(RlkdError, match="nothing to resume"):
+        with run.locked():
+            run.prepare({"model": "x"}, resume=True)
+    assert not run.path.exists()

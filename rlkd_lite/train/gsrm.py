@@ -33,6 +33,7 @@ from rlkd_lite.structure.judges import ExactJudge
 from rlkd_lite.structure.reward import structure_scores
 from rlkd_lite.structure.steps import Step, parse_steps, render_steps
 from rlkd_lite.train.config import RunConfig, doc, load_config
+from rlkd_lite.train.run_dir import RunDir
 
 # Reject reasons, as written to the rejects file.
 NO_REASONING = "no_reasoning"
@@ -326,11 +327,19 @@ def train_gsrm(config: GsrmTrainConfig, *, resume: bool = False) -> GsrmTrainRes
                         "label`)")
     examples = read_label_examples(config.examples)
     train_examples, held_out = split_held_out(examples, config.held_out, config.seed)
+    from rlkd_lite.train.run import open_run
+
+    with open_run(config, resume=resume) as (run, checkpoint):
+        return _train_gsrm(config, train_examples, held_out, run, checkpoint)
+
+
+def _train_gsrm(config: GsrmTrainConfig, train_examples: list[LabelExample],
+                held_out: list[LabelExample], run: RunDir, checkpoint: Path | None
+                ) -> GsrmTrainResult:
     from rlkd_lite.console import console
-    from rlkd_lite.train.run import load_config_model, open_run, save_student_adapter
+    from rlkd_lite.train.run import load_config_model, save_student_adapter
     from rlkd_lite.train.sft import build_completion_trainer
 
-    run, checkpoint = open_run(config, resume=resume)
     # The student's loader, so that the adapter has the student's exact shape; its trainable
     # adapter (`default`) becomes the gsrm adapter. `init_adapter` continues a gsrm adapter.
     model, tokenizer = load_config_model(config)

@@ -1,7 +1,7 @@
 """One training run, top to bottom: `run_training(config)` is what `rlkd-lite train` calls.
 
     1. check the config and load the problems      (bad input fails here, before any model)
-    2. prepare the run directory                   (refuses to mix runs; `resume` continues one)
+    2. lock and prepare the run directory          (refuses to mix runs; `resume` continues one)
     3. load the student: 4-bit base + LoRA `default` (+ frozen `gsrm` adapter)
     4. sft:  supervised distillation on the teacher traces             -> train/sft.py
        rlkd/grpo: decompose the teacher traces once (cached), build the rewards, run TRL's
@@ -15,7 +15,9 @@ the student trains a LoRA adapter on a 4-bit base instead of full fine-tuning.
 """
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,14 +56,17 @@ def load_run_problems(config: RunConfig) -> list[Problem]:
     return problems
 
 
-def open_run(config: RunConfig, *, resume: bool) -> tuple[RunDir, Path | None]:
-    """The run directory, prepared, and the checkpoint to resume from (None for a new run)."""
+@contextlib.contextmanager
+def open_run(config: RunConfig, *, resume: bool) -> Iterator[tuple[RunDir, Path | None]]:
+    """The run directory, locked for this process and prepared, and the checkpoint to resume
+    from (None for a new run)."""
     run = RunDir(Path(config.output_dir))
-    run.prepare(config.to_dict(), resume=resume)
-    checkpoint = run.last_checkpoint() if resume else None
-    if checkpoint is not None:
-        run.forget_after(int(checkpoint.name.split("-")[-1]))
-    return run, checkpoint
+    with run.locked():
+        run.prepare(config.to_dict(), resume=resume)
+        checkpoint = run.last_checkpoint() if resume else None
+        if checkpoint is not None:
+            run.forget_after(int(checkpoint.name.split("-")[-1]))
+        yield run, checkpoint
 
 
 def load_config_model(config: RunConfig, *, gsrm_adapter: str | None = None) -> tuple[Any, Any]:
@@ -83,8 +88,12 @@ def run_training(config: RunConfig, *, resume: bool = False) -> RunResult:
     config.validate()
     check_model_name(config.model)
     problems = load_run_problems(config)
-    run, checkpoint = open_run(config, resume=resume)
+    with open_run(config, resume=resume) as (run, checkpoint):
+        return _train(config, problems, run, checkpoint)
 
+
+def _train(config: RunConfig, problems: list[Problem], run: RunDir,
+           checkpoint: Path | None) -> RunResult:
     from rlkd_lite.models.adapters import GSRM_ADAPTER
 
     model, tokenizer = load_config_model(config, gsrm_adapter=config.gsrm_adapter)

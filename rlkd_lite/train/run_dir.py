@@ -7,10 +7,13 @@
     RUN/cache/               teacher decompositions, keyed by content and decomposer
     RUN/adapter/             the final student adapter (safetensors)
     RUN/summary.json         steps, wall time, last metrics, whether the gsrm adapter is unchanged
+    RUN/.lock                held by the process running in RUN (its pid inside)
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,40 @@ class RunDir:
         done = [p for p in self.checkpoints.glob("checkpoint-*")
                 if (p / "trainer_state.json").is_file() and p.name.split("-")[-1].isdigit()]
         return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the directory for this process: a second run into it (another terminal, a
+        notebook) is refused instead of interleaving its logs and checkpoints with this one's.
+        An OS lock, so a crashed run leaves none behind. Where the OS has no `fcntl`
+        (Windows) the run goes on unguarded."""
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = self.path / ".lock"
+        with open(lock, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise RlkdError(f"{self.path} is in use by another run (process {holder}); wait "
+                                f"for it to finish or choose another --output-dir") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                if created and [p.name for p in self.path.iterdir()] == [lock.name]:
+                    lock.unlink()  # nothing was written (the run was refused): leave no trace
+                    self.path.rmdir()
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def prepare(self, config: dict[str, Any], *, resume: bool) -> None:
         """Create the directory; refuse to mix two different runs in one directory."""
