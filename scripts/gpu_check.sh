@@ -36,7 +36,7 @@ PY=${PYTHON:-python3}
 SHAPE=${BENCH_SHAPE:-qwen2.5-1.5b}
 $PY -c "from pathlib import Path; from rlkd_lite.train.bench import build_random_model; \
 build_random_model('$SHAPE', Path('$WORK'))" 2>&1 | tail -1
-timeout "${DECODE_TIMEOUT:-150}" $PY scripts/gpu_decode_check.py --model-dir "$WORK/random-$SHAPE" \
+timeout "${DECODE_TIMEOUT:-180}" $PY scripts/gpu_decode_check.py --model-dir "$WORK/random-$SHAPE" \
   --json "$OUT/decode.json" ${DECODE_ARGS:-} 2>&1 | grep -v "Loading weights\|_pytree\|torchao" \
   | tee "$OUT/decode.log"
 

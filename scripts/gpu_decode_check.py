@@ -11,8 +11,8 @@ Unsloth model.
    its CUDA-graph replay for this model type. The tokens must be identical; ms per token and
    Unsloth's replay counters are printed.
 3. The GSRM decomposer (few-shot, bare base, 8 rollout-sized reasonings, `--tokens` budget) the
-   way the reward calls it: seconds and peak GPU memory, eager and with graphs, and the
-   seconds of its prefill (a one-token budget).
+   way the reward calls it: seconds and peak GPU memory, eager and with graphs, the seconds of
+   its prefill (a one-token budget), and 32 reasonings in one call with graphs.
 
 DIR is a saved model, e.g. the bench's random-init Qwen2.5-1.5B shape (random weights never
 emit EOS, so every call runs to the token budget). Exit code 1 when tokens differ or a mode is
@@ -109,16 +109,19 @@ def compare_graphs(model: Any, input_ids: Any, attention_mask: Any, tokens: int,
 
 
 def time_decomposer(model: Any, tokenizer: Any, tokens: int, graphs: Any) -> dict[str, Any]:
-    """The reward's GSRM call on 8 rollout-sized reasonings, eager and with graphs."""
+    """The reward's GSRM call on 8 rollout-sized reasonings, eager and with graphs; then 32 in
+    one call with graphs (what `steps_per_generation` 4 asks of it: does a decode step cost
+    about the same for 4× the batch?)."""
     import torch
 
     from rlkd_lite.data.problems import load_problems
     from rlkd_lite.structure.decomposers import DecomposeInput
     from rlkd_lite.structure.llm import GSRMDecomposer
 
-    problems = load_problems("synthetic", subset=8, seed=1)
+    problems = load_problems("synthetic", subset=32, seed=1)
     # Rollout-sized reasoning: each synthetic trace twice (about 250 tokens).
-    items = [DecomposeInput(p.question, " ".join([p.reasoning or ""] * 2)) for p in problems]
+    all_items = [DecomposeInput(p.question, " ".join([p.reasoning or ""] * 2)) for p in problems]
+    items = all_items[:8]
     decomposer = GSRMDecomposer(model, tokenizer, adapter=None, batch_size=8,
                                 max_new_tokens=tokens)
     out: dict[str, Any] = {}
@@ -136,6 +139,10 @@ def time_decomposer(model: Any, tokenizer: Any, tokens: int, graphs: Any) -> dic
                      "peak_gib": round(torch.cuda.max_memory_allocated() / GIB, 2) if cuda
                      else None}
     graphs.ENABLED = None
+    wide = GSRMDecomposer(model, tokenizer, adapter=None, batch_size=len(all_items),
+                          max_new_tokens=tokens)
+    wide(all_items)  # warm-up: a new batch size captures new graphs
+    out[f"graphs_batch_{len(all_items)}_s"] = round(_timed(lambda: wide(all_items))[1], 3)
     return out
 
 
