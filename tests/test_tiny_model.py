@@ -45,3 +45,15 @@ def test_shape_parameters(tmp_path):
     assert config.vocab_size == 151936 and not config.tie_word_embeddings
     assert config.rope_parameters["rope_theta"] == 10_000.0
     assert config.dtype == torch.bfloat16
+
+
+def test_a_bpe_tokenizer_decodes_without_the_cleanup_warning(capfd):
+    """SmolLM2's tokenizer config asks for the WordPiece clean-up, which transformers ignores
+    for BPE with a warning on the first decode; the loader says False, as transformers does."""
+    from rlkd_lite.models.loading import load_inference_model
+
+    _, tokenizer = load_inference_model("smollm2-135m")
+    ids = tokenizer("It costs $3 , not 4 .", add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == "It costs $3 , not 4 ."  # spaces before punctuation kept
+    assert tokenizer.clean_up_tokenization_spaces is False
+    assert "clean_up_tokenization_spaces" not in capfd.readouterr().err

@@ -9,6 +9,7 @@ Two backends share one code path after loading:
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,11 @@ def prepare_backend(backend: str) -> None:
     """Import order matters: Unsloth must patch transformers/TRL before they are imported."""
     if backend not in BACKENDS:
         raise RlkdError(f"unknown backend '{backend}', choose one of {', '.join(BACKENDS)}")
+    # Import-time warnings that say nothing about the run: torchao registering enums with
+    # torch's pytree the deprecated way, and bitsandbytes on a CPU missing the optional
+    # `kernels` package.
+    for name in ("torch.utils._pytree", "bitsandbytes.backends.cpu.ops"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     if backend == "unsloth":
         import unsloth  # noqa: F401
     else:
@@ -69,9 +75,15 @@ def _fix_cpu_4bit(model: Any) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def _ensure_pad_token(tokenizer: Any) -> None:
+def _prepare_tokenizer(tokenizer: Any) -> None:
+    """A pad token (the eos token where there is none). And for a BPE tokenizer (Qwen, SmolLM2)
+    `clean_up_tokenization_spaces` False, as transformers already treats it: the clean-up
+    would strip spaces before punctuation, so it ignores the flag but warns on the first decode."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and type(backend.model).__name__ == "BPE":
+        tokenizer.clean_up_tokenization_spaces = False
 
 
 def load_student(model_name: str, *, backend: str, lora: LoraSettings, max_seq_length: int,
@@ -129,7 +141,7 @@ def load_student(model_name: str, *, backend: str, lora: LoraSettings, max_seq_l
             target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
     if not torch.cuda.is_available():
         _fix_cpu_4bit(model)
-    _ensure_pad_token(tokenizer)
+    _prepare_tokenizer(tokenizer)
     if init_adapter:
         load_adapter_weights(model, init_adapter, STUDENT_ADAPTER)
     if gsrm_adapter:
@@ -183,7 +195,7 @@ def load_inference_model(name_or_path: str, adapter: str | None = None, *,
         kwargs["device_map"] = {"": 0}
     tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path,
                                               trust_remote_code=trust_remote_code)
-    _ensure_pad_token(tokenizer)
+    _prepare_tokenizer(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, **kwargs)
     if adapter:
         from peft import PeftModel
