@@ -73,18 +73,27 @@ def test_rules_labelling_resumes_after_a_torn_line(tmp_path):
     assert out.unreadable_lines == 1
     summary = label_with_rules(problems, out)
     assert summary["skipped"] == 3 and summary["accepted"] == 3
-    ids = [row["id"] for row in read_jsonl_readable(path)]
-    assert sorted(ids) == sorted(p.id for p in problems)  # each once; the torn line is redone
+    # The torn line is gone (the file reads strictly again) and its item was redone: each once.
+    ids = [row["id"] for row in read_lines(path)]
+    assert sorted(ids) == sorted(p.id for p in problems)
 
 
-def read_jsonl_readable(path: Path) -> list[dict]:
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return rows
+def test_labelling_into_an_output_made_for_other_problems_is_refused(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    label_with_rules(load_problems("synthetic", subset=3, seed=0), ResumableOutput(path))
+    other_seed = load_problems("synthetic", subset=3, seed=1)  # the same ids, other questions
+    with pytest.raises(InputError, match="written for another question") as error:
+        label_with_rules(other_seed, ResumableOutput(path))
+    assert f"{path}:1:" in str(error.value) and "field 'question'" in str(error.value)
+    assert len(read_lines(path)) == 3  # nothing written
+
+
+def test_an_output_holding_only_a_blank_line_counts_as_empty(tmp_path):
+    (tmp_path / "labels.jsonl").write_text("\n")
+    code, output = cli("gsrm", "label", "--from", "rules", "--data", "synthetic", "--subset", "2",
+                       "--output", str(tmp_path / "labels.jsonl"))
+    assert code == 0, output
+    assert len(read_lines(tmp_path / "labels.jsonl")) == 2
 
 
 def test_label_command_from_rules(tmp_path):

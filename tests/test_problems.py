@@ -260,6 +260,31 @@ def test_teacher_file_bad_line_names_file_line_and_field(tmp_path, row, field, m
     assert_names(error, teacher, 2, field)
 
 
+def test_teacher_file_for_other_problems_is_refused_where_its_questions_differ(tmp_path):
+    # A teacher file made with seed 0 has the ids of seed 1's problems, not their questions.
+    made_for = load_problems("synthetic", subset=2, seed=0)
+    teacher = write_lines(tmp_path / "t.jsonl", [
+        {"id": p.id, "question": p.question, "reasoning": "r"} for p in made_for])
+    with pytest.raises(InputError, match="another question here than in the data") as error:
+        load_problems("synthetic", subset=2, seed=1, teacher=teacher)
+    assert_names(error, teacher, 1, "question")
+    # Its own problems load, whatever the whitespace of the questions.
+    spaced = write_lines(tmp_path / "spaced.jsonl", [
+        {"id": p.id, "question": "  " + p.question.replace(" ", "\n "), "reasoning": "r"}
+        for p in made_for])
+    assert [p.reasoning for p in load_problems("synthetic", subset=2, seed=0,
+                                               teacher=spaced)] == ["r", "r"]
+
+
+def test_text_with_half_a_surrogate_pair_is_refused_with_its_field(tmp_path):
+    problems = write_lines(tmp_path / "p.jsonl", [
+        '{"id": "a", "question": "q \\ud83d\\ude00", "answer": "5"}',  # a whole emoji: fine
+        '{"id": "b", "question": "q", "answer": "5", "reasoning": "cut \\ud83d"}'])
+    with pytest.raises(InputError, match="half of a UTF-16 surrogate pair") as error:
+        load_problems(problems)
+    assert_names(error, problems, 2, "reasoning")
+
+
 def test_teacher_file_matching_no_problem(tmp_path):
     teacher = write_lines(tmp_path / "t.jsonl", [{"id": 0, "reasoning": "r"}])
     with pytest.raises(InputError, match="no id in the teacher file matches") as error:

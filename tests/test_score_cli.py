@@ -207,6 +207,22 @@ def test_files_that_do_not_pair(workdir, teacher_rows, student_rows, expected):
     assert f"error: {expected}" in output
 
 
+def test_records_of_other_questions_do_not_pair(workdir):
+    write_lines(Path("teacher.jsonl"), {"id": "a", "question": "How many cats?", "reasoning": "x"},
+                {"id": "b", "question": "How many dogs?", "reasoning": "x"})
+    write_lines(Path("student.jsonl"), {"id": "a", "question": " How  many cats? ",
+                                        "reasoning": "x"},
+                {"id": "b", "question": "How many birds?", "reasoning": "x"})
+    code, output = score("teacher.jsonl", "student.jsonl")
+    assert code == 1
+    assert ("student.jsonl:2: field 'question': record 'b' asks another question than in "
+            "teacher.jsonl") in output
+    code, output = score("teacher.jsonl", "student.jsonl", "--skip-bad", "--json", "r.json")
+    assert code == 0, output
+    report = json.loads(Path("r.json").read_text())
+    assert [i["id"] for i in report["items"]] == ["a"] and report["summary"]["skipped"] == 1
+
+
 def test_unpaired_ids_are_listed_up_to_five(workdir):
     write_lines(Path("teacher.jsonl"), *({"id": i, "reasoning": "x"} for i in range(8)))
     write_lines(Path("student.jsonl"), {"id": 0, "reasoning": "x"})

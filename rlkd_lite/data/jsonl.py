@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -60,7 +61,38 @@ def _parse_line(raw: bytes, path: str, line_no: int) -> dict:
                          path=path, line=line_no) from None
     if not isinstance(row, dict):
         raise InputError(f"expected a JSON object, got {json_type(row)}", path=path, line=line_no)
+    # JSON may escape half of a UTF-16 pair (a truncated emoji); such text cannot be written
+    # back as UTF-8, so it is refused here rather than crashing a write later.
+    if _SURROGATE_ESCAPE.search(raw):
+        field = _field_with_lone_surrogate(row)
+        if field is not None:
+            raise InputError("text with half of a UTF-16 surrogate pair (e.g. a cut emoji)",
+                             path=path, line=line_no, field=field)
     return row
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _field_with_lone_surrogate(value: Any, name: str = "") -> str | None:
+    """The dotted name of the first string in `value` that is not valid Unicode, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return name or "(value)"
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _field_with_lone_surrogate(item, f"{name}.{key}" if name else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def json_type(value: Any) -> str:

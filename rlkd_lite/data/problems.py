@@ -175,6 +175,7 @@ def _with_teacher_traces(problems: list[Problem],
     """`problems` with the traces of a teacher file (paired by id) in place of their own."""
     path = str(teacher)
     traces: dict[str, tuple[str | None, list[Step] | None]] = {}
+    questions: dict[str, Any] = {}
     first_line: dict[str, int] = {}
     for line, row in read_jsonl(path):
         where = {"path": path, "line": line}
@@ -188,12 +189,28 @@ def _with_teacher_traces(problems: list[Problem],
             raise InputError("a teacher line needs 'reasoning' (text) or 'steps'",
                              field="reasoning", **where)
         traces[teacher_id] = trace
+        questions[teacher_id] = row.get("question")
     if problems and not any(problem.id in traces for problem in problems):
         # Most likely ids from another numbering; better said than silently ignored.
         raise InputError(f"no id in the teacher file matches a problem id (problem ids look "
                          f"like {problems[0].id!r})", path=path, field="id")
+    for problem in problems:
+        # Ids repeat across data sources and seeds (synthetic ids are positions): a trace is
+        # only this problem's if its line, where it says, asks the same question.
+        question = questions.get(problem.id)
+        if isinstance(question, str) and not same_question(question, problem.question):
+            raise InputError(f"id {problem.id!r} has another question here than in the data "
+                             f"({question[:60]!r} vs {problem.question[:60]!r}): the teacher "
+                             f"file was made for other problems (another --data, --subset or "
+                             f"--seed?)", path=path, line=first_line[problem.id],
+                             field="question")
     return [replace(problem, reasoning=traces[problem.id][0], steps=traces[problem.id][1])
             if problem.id in traces else problem for problem in problems]
+
+
+def same_question(a: str, b: str) -> bool:
+    """The same question, whatever the whitespace."""
+    return a.split() == b.split()
 
 
 # ---------------------------------------------------------------------------------------------

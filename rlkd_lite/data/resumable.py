@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rlkd_lite.data.jsonl import append_jsonl, read_jsonl
+from rlkd_lite.data.jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
+from rlkd_lite.data.problems import same_question
+from rlkd_lite.errors import InputError
 
 REQUEST_FAILED = "request_failed"
 """Reject reason of an item whose request to a model or endpoint failed after its retries."""
@@ -33,8 +35,8 @@ class ResumableOutput:
     """An output JSONL and its rejects JSONL, with counts of what this run decided.
 
     Every accepted row must carry a string "id". Lines of an earlier run that cannot be read
-    (a line torn by a crash) are ignored, so their items are redone; `unreadable_lines` counts
-    them.
+    (a line torn by a crash) are removed from the file, so that it stays readable as a whole,
+    and their items are redone; `unreadable_lines` counts them.
     """
 
     def __init__(self, path: str | os.PathLike[str],
@@ -46,14 +48,30 @@ class ResumableOutput:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rejects_path.parent.mkdir(parents=True, exist_ok=True)
         self.unreadable_lines = 0
-        self.decided: set[str] = self._ids(self.path) | self._ids(
-            self.rejects_path, lambda row: row.get("reason") not in RETRYABLE_REASONS)
+        accepted = self._earlier_rows(self.path)
+        # Where each id was accepted, and for which question (checked by `pending`).
+        self._accepted_question = {str(row["id"]): (line, row.get("question"))
+                                   for line, row in accepted if row.get("id") is not None}
+        self.decided: set[str] = set(self._accepted_question) | {
+            str(row["id"]) for _, row in self._earlier_rows(self.rejects_path)
+            if row.get("id") is not None and row.get("reason") not in RETRYABLE_REASONS}
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
         self.skipped = 0
 
-    def pending(self, items: Sequence[Item], item_id: Callable[[Item], str]) -> list[Item]:
-        """The items whose id no earlier run decided (the others are counted as skipped)."""
+    def pending(self, items: Sequence[Item], item_id: Callable[[Item], str],
+                item_question: Callable[[Item], str] | None = None) -> list[Item]:
+        """The items whose id no earlier run decided (the others are counted as skipped).
+
+        With `item_question`: an item whose id an earlier run accepted for another question is
+        an error, not a skip (ids repeat across data sources and seeds)."""
+        for item in items if item_question is not None else ():
+            line, question = self._accepted_question.get(item_id(item), (0, None))
+            if isinstance(question, str) and not same_question(question, item_question(item)):
+                raise InputError(f"id {item_id(item)!r} was written for another question "
+                                 f"({question[:60]!r}): this output holds other problems "
+                                 f"(another --data, --subset or --seed?); choose another "
+                                 f"--output", path=str(self.path), line=line, field="question")
         todo = [item for item in items if item_id(item) not in self.decided]
         self.skipped += len(items) - len(todo)
         return todo
@@ -81,12 +99,15 @@ class ResumableOutput:
                 "skipped": self.skipped, "output": str(self.path),
                 "rejects": str(self.rejects_path)}
 
-    def _ids(self, path: Path, keep: Callable[[dict], bool] = lambda row: True) -> set[str]:
-        if not path.is_file() or path.stat().st_size == 0:
-            return set()
-
-        def unreadable(_error: Exception) -> None:
-            self.unreadable_lines += 1
-
-        return {str(row["id"]) for _, row in read_jsonl(path, on_error=unreadable)
-                if row.get("id") is not None and keep(row)}
+    def _earlier_rows(self, path: Path) -> list[tuple[int, dict[str, Any]]]:
+        """(line, row) of what an earlier run wrote to `path`; unreadable lines are counted and
+        cut out of the file (atomically), so the rows are numbered as the file now stands."""
+        if not path.is_file() or not path.read_bytes().strip():
+            return []
+        torn: list[InputError] = []
+        rows = list(read_jsonl(path, on_error=torn.append))
+        if torn:
+            self.unreadable_lines += len(torn)
+            write_jsonl_atomic(path, [row for _, row in rows])
+            rows = list(enumerate((row for _, row in rows), 1))
+        return rows

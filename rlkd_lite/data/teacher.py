@@ -134,7 +134,7 @@ def generate_teacher_traces(problems: Sequence[Problem], teacher: TeacherSampler
     `output.summary()`."""
     if samples < 1:
         raise RlkdError(f"samples per problem must be at least 1, got {samples}")
-    todo = output.pending(problems, lambda problem: problem.id)
+    todo = output.pending(problems, lambda problem: problem.id, lambda problem: problem.question)
     with item_progress("teach") as progress:
         task = progress.add_task("", total=len(todo))
         for start in range(0, len(todo), teacher.chunk_size):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rlkd_lite.data.jsonl import read_jsonl, write_text_atomic
-from rlkd_lite.data.problems import steps_field
+from rlkd_lite.data.problems import same_question, steps_field
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.structure.decomposers import DecomposeInput, Decomposer
 from rlkd_lite.structure.judges import Judge
@@ -129,8 +129,8 @@ def pair_traces(teacher: TraceFile, student: TraceFile,
 
     By id when both files have ids (an id in only one file is an error, or with `skip_bad` a
     skipped record); by line order when neither has (the files must have as many records; a
-    pair with a skipped line on either side is dropped). Returns the pairs and the problems of
-    the skipped records.
+    pair with a skipped line on either side is dropped). Records that both give a question
+    must give the same one. Returns the pairs and the problems of the skipped records.
     """
     t_ids = any(t.id is not None for t in teacher.traces)
     s_ids = any(t.id is not None for t in student.traces)
@@ -143,8 +143,8 @@ def pair_traces(teacher: TraceFile, student: TraceFile,
             raise InputError(f"{teacher.path} has {teacher.records} records but {student.path} "
                              f"has {student.records}; without ids, records pair by line order")
         by_position = {s.position: s for s in student.traces}
-        return [(t, by_position[t.position])
-                for t in teacher.traces if t.position in by_position], []
+        return _same_questions([(t, by_position[t.position]) for t in teacher.traces
+                                if t.position in by_position], teacher, student, skip_bad, [])
     by_id = {str(s.id): s for s in student.traces}
     pairs = [(t, by_id[str(t.id)]) for t in teacher.traces if str(t.id) in by_id]
     teacher_keys = {str(t.id) for t in teacher.traces}
@@ -156,7 +156,27 @@ def pair_traces(teacher: TraceFile, student: TraceFile,
     if problems and not skip_bad:
         raise InputError("; ".join(_unpaired_summary(own, other, lonely)
                                    for own, other, lonely in unpaired if lonely))
-    return pairs, problems
+    return _same_questions(pairs, teacher, student, skip_bad, problems)
+
+
+def _same_questions(pairs: list[tuple[Trace, Trace]], teacher: TraceFile, student: TraceFile,
+                    skip_bad: bool, problems: list[InputError]
+                    ) -> tuple[list[tuple[Trace, Trace]], list[InputError]]:
+    """The pairs whose records ask the same question where both say one; another question
+    means the files come from different problem sets (an error, or with `skip_bad` a skip)."""
+    kept = []
+    for t, s in pairs:
+        if t.question and s.question and not same_question(t.question, s.question):
+            record = s.id if s.id is not None else s.position + 1
+            error = InputError(f"record {record!r} asks another question than in "
+                               f"{teacher.path} ({s.question[:60]!r} vs {t.question[:60]!r})",
+                               path=student.path, line=s.line, field="question")
+            if not skip_bad:
+                raise error
+            problems.append(error)
+        else:
+            kept.append((t, s))
+    return kept, problems
 
 
 def _unpaired_summary(own: TraceFile, other: TraceFile, lonely: list[Trace]) -> str:

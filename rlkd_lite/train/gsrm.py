@@ -89,7 +89,7 @@ def _record(output: ResumableOutput, example: LabelExample) -> None:
 def _with_reasoning(problems: Sequence[Problem], output: ResumableOutput) -> list[Problem]:
     """The problems not yet decided that have reasoning text; the others are rejected."""
     todo = []
-    for problem in output.pending(problems, lambda p: p.id):
+    for problem in output.pending(problems, lambda p: p.id, lambda p: p.question):
         if problem.reasoning:
             todo.append(problem)
         else:
