@@ -154,3 +154,60 @@ def test_unsloth_backend_loads_an_alias_in_the_requested_precision(monkeypatch):
 
     assert requested == [("Qwen/Qwen2.5-1.5B-Instruct", False),
                          ("unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", True)]
+
+
+STUDENT_LORA = dict(rank=4, alpha=8, dropout=0.0,
+                    target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                    "up_proj", "down_proj"))
+
+
+def _load_tiny_student(model_dir, init_adapter=None):
+    from rlkd_lite.models.loading import LoraSettings, load_student
+
+    model, _ = load_student(str(model_dir), backend="hf", lora=LoraSettings(**STUDENT_LORA),
+                            max_seq_length=256, load_in_4bit=False, init_adapter=init_adapter,
+                            gradient_checkpointing=False)
+    return model
+
+
+def _save_tiny_adapter(model_dir, out, lora_config):
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), lora_config)
+    model.save_pretrained(out)
+    return model
+
+
+def test_init_adapter_loads_a_matching_adapter(tiny_model_dir, tiny_lora_config, tmp_path):
+    saved = _save_tiny_adapter(tiny_model_dir, tmp_path / "adapter", tiny_lora_config())
+
+    student = _load_tiny_student(tiny_model_dir, init_adapter=str(tmp_path / "adapter"))
+
+    assert (adapter_state_fingerprint(student, "default")
+            == adapter_state_fingerprint(saved, "default"))
+
+
+ALL_SEVEN = "down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj"
+
+
+@pytest.mark.parametrize("overrides, differences", [
+    ({"target_modules": ["q_proj", "v_proj"]},
+     f"target_modules q_proj, v_proj (the student's: {ALL_SEVEN})"),
+    ({"lora_alpha": 32}, "lora_alpha 32 (the student's: 8)"),
+    ({"r": 8, "lora_alpha": 16}, "r 8 (the student's: 4), lora_alpha 16 (the student's: 8)"),
+    ({"use_rslora": True}, "use_rslora True (the student's: False)"),
+])
+def test_init_adapter_refuses_other_lora_settings(tiny_model_dir, tiny_lora_config, tmp_path,
+                                                  overrides, differences):
+    from rlkd_lite.errors import RlkdError
+
+    _save_tiny_adapter(tiny_model_dir, tmp_path / "adapter", tiny_lora_config(**overrides))
+    config_file = tmp_path / "adapter" / "adapter_config.json"
+
+    with pytest.raises(RlkdError) as error:
+        _load_tiny_student(tiny_model_dir, init_adapter=str(tmp_path / "adapter"))
+    assert str(error.value) == (f"{config_file}: the adapter's LoRA settings differ from the "
+                                f"student's: {differences} (the student's come from the recipe: "
+                                f"lora_rank, lora_alpha, lora_target_modules)")

@@ -165,15 +165,46 @@ def adapter_dir(path: str | Path) -> Path:
 
 
 def load_adapter_weights(model: Any, path: str | Path, adapter_name: str) -> None:
-    """Copy a saved adapter's weights into an existing adapter of the same shape."""
+    """Copy a saved adapter's weights into an existing adapter with the same LoRA settings."""
     from peft.utils import load_peft_weights, set_peft_model_state_dict
 
-    weights = load_peft_weights(str(adapter_dir(path)))
+    directory = adapter_dir(path)
+    _check_lora_settings(directory, model.peft_config[adapter_name])
+    weights = load_peft_weights(str(directory))
     result = set_peft_model_state_dict(model, weights, adapter_name=adapter_name)
     unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
     if unexpected:
-        raise RlkdError(f"{path}: adapter does not fit the student's LoRA shape "
-                        f"(e.g. {unexpected[0]}); use the same rank and target modules")
+        raise RlkdError(f"{path}: adapter does not fit the student's modules (e.g. "
+                        f"{unexpected[0]}); was it trained on another base model?")
+
+
+_COMPARED_LORA_SETTINGS = ("r", "lora_alpha", "use_rslora", "target_modules")
+"""The settings a saved adapter must share with the adapter its weights go into. Only the
+weights are copied, so a smaller set of target modules would silently leave the rest at their
+initial values, and another alpha (or rsLoRA) would scale the update by the wrong factor."""
+
+
+def _check_lora_settings(directory: Path, target: Any) -> None:
+    """Raise RlkdError naming the adapter's config file and every setting in which it differs
+    from `target` (the PEFT config of the adapter its weights are for)."""
+    from peft import LoraConfig
+
+    # PEFT's reader fills settings that an older file lacks with their defaults.
+    saved = LoraConfig.from_pretrained(str(directory))
+    differences = []
+    for name in _COMPARED_LORA_SETTINGS:
+        theirs, ours = (_setting_text(getattr(config, name, None)) for config in (saved, target))
+        if theirs != ours:
+            differences.append(f"{name} {theirs} (the student's: {ours})")
+    if differences:
+        raise RlkdError(f"{directory / 'adapter_config.json'}: the adapter's LoRA settings "
+                        f"differ from the student's: {', '.join(differences)} (the student's "
+                        f"come from the recipe: lora_rank, lora_alpha, lora_target_modules)")
+
+
+def _setting_text(value: Any) -> str:
+    """A setting as the error shows it; target modules in a set (a regex stays a string)."""
+    return ", ".join(sorted(value)) if isinstance(value, (set, list)) else str(value)
 
 
 def load_inference_model(name_or_path: str, adapter: str | None = None, *,
