@@ -119,6 +119,25 @@ def test_structure_reward_never_raises_on_a_broken_judge():
                 teacher_steps=teacher_steps_column()) == [0.0]
 
 
+def test_a_failed_batch_leaves_no_earlier_batch_behind_in_the_sample_record():
+    rules = make_decomposer("rules")
+    calls = []
+
+    def decomposer(items):
+        calls.append(len(items))
+        if len(calls) > 1:
+            raise RuntimeError("out of memory")
+        return rules(items)
+
+    last = LastBatch()
+    reward = StructureReward(decomposer, make_judge("lexical"), normalize=False, last=last)
+    assert call(reward, ["Ann has 3*4 = 12 pens."], teacher_steps=teacher_steps_column()) == [1.0]
+    assert last.structure and last.student_steps
+    assert call(reward, ["Ann has 5*4 = 20 pens."], teacher_steps=teacher_steps_column()) == [0.0]
+    assert last.rewards["structure"] == [0.0]
+    assert (last.structure, last.student_steps, last.teacher_steps) == ([], [], [])
+
+
 def test_completions_without_teacher_steps_are_not_decomposed():
     seen = []
 

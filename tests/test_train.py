@@ -42,17 +42,26 @@ def lora_tensors(path: Path) -> dict:
     return load_file(str(path / "adapter_model.safetensors"))
 
 
+def gsrm_config(model_dir: Path, output_dir: Path, adapter: Path, **overrides):
+    """The test recipe with the model-backed GSRM: gsrm decomposer + llm judge on a gsrm
+    adapter. Teacher traces are segmented by rules: a random-weight GSRM gives them no steps,
+    and a completion whose teacher has no steps is never decomposed."""
+    from rlkd_lite.train.config import load_config
+
+    return load_config(TEST_RECIPE, {
+        "model": str(model_dir), "output_dir": str(output_dir), "decomposer": "gsrm",
+        "judge": "llm", "gsrm_adapter": str(adapter), "teacher_decomposer": "rules",
+        **overrides})
+
+
 @pytest.fixture(scope="module")
 def gsrm_run(tiny_model_dir, tiny_lora_config, tmp_path_factory):
     """One RLKD run with the model-backed GSRM: gsrm decomposer + llm judge on a gsrm adapter."""
-    from rlkd_lite.train.config import load_config
     from rlkd_lite.train.run import run_training
 
     root = tmp_path_factory.mktemp("gsrm-run")
     adapter = save_gsrm_adapter(tiny_model_dir, root / "gsrm-adapter", tiny_lora_config)
-    config = load_config(TEST_RECIPE, {
-        "model": str(tiny_model_dir), "output_dir": str(root / "run"), "decomposer": "gsrm",
-        "judge": "llm", "gsrm_adapter": str(adapter)})
+    config = gsrm_config(tiny_model_dir, root / "run", adapter)
     return run_training(config), adapter
 
 
@@ -66,7 +75,7 @@ def test_rlkd_run_with_in_process_gsrm_writes_a_complete_run_directory(gsrm_run)
         for key in ("accuracy", "format", "tag_count", "structure", "reward", "loss",
                     "step_time_s", "tokens_per_s", "generate_s", "structure_decompose_s"):
             assert key in row, key
-        assert row["structure_decompose_s"] > 0  # the gsrm adapter really generated
+        assert row["structure_gsrm_decode_steps"] > 0  # the gsrm adapter really generated
     samples = read_jsonl(run / "samples.jsonl")
     assert samples and {"question", "completion", "rewards", "student_steps",
                         "teacher_steps", "step_rewards"} <= set(samples[0])
@@ -89,7 +98,6 @@ def test_resume_continues_step_counter_and_adapter(gsrm_run, tiny_model_dir, tmp
     import torch
     from safetensors.torch import save_file
 
-    from rlkd_lite.train.config import load_config
     from rlkd_lite.train.run import run_training
 
     result, adapter = gsrm_run
@@ -103,9 +111,7 @@ def test_resume_continues_step_counter_and_adapter(gsrm_run, tiny_model_dir, tmp
               for k, v in lora_tensors(checkpoint).items()}
     save_file(marked, str(checkpoint / "adapter_model.safetensors"))
 
-    config = load_config(TEST_RECIPE, {
-        "model": str(tiny_model_dir), "output_dir": str(run), "decomposer": "gsrm",
-        "judge": "llm", "gsrm_adapter": str(adapter), "max_steps": 3})
+    config = gsrm_config(tiny_model_dir, run, adapter, max_steps=3)
     resumed = run_training(config, resume=True)
 
     assert resumed.steps == 3
@@ -117,17 +123,57 @@ def test_resume_continues_step_counter_and_adapter(gsrm_run, tiny_model_dir, tmp
                              for b in b_weights)
 
 
-def test_resume_refuses_a_changed_configuration(gsrm_run, tiny_model_dir, tmp_path):
-    from rlkd_lite.errors import RlkdError
-    from rlkd_lite.train.config import load_config
+def test_resuming_a_finished_run_trains_no_further(gsrm_run, tiny_model_dir, tmp_path):
     from rlkd_lite.train.run import run_training
 
     result, adapter = gsrm_run
     run = tmp_path / "run"
     shutil.copytree(result.run_dir, run)
-    config = load_config(TEST_RECIPE, {
-        "model": str(tiny_model_dir), "output_dir": str(run), "decomposer": "gsrm",
-        "judge": "llm", "gsrm_adapter": str(adapter), "learning_rate": 1e-3})
+    shutil.rmtree(run / "adapter")  # as if it crashed after its last checkpoint
+    config = gsrm_config(tiny_model_dir, run, adapter)
+    resumed = run_training(config, resume=True)
+    assert resumed.steps == 2 and checkpoints(run) == ["checkpoint-1", "checkpoint-2"]
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [1, 2]
+    saved, last = lora_tensors(run / "adapter"), lora_tensors(run / "checkpoints/checkpoint-2")
+    assert saved.keys() == last.keys() and all(saved[k].equal(last[k]) for k in saved)
+
+
+def test_a_restart_before_the_first_checkpoint_starts_the_logs_afresh(tiny_model_dir, tmp_path):
+    from rlkd_lite.train.config import load_config
+    from rlkd_lite.train.run import run_training
+    from rlkd_lite.train.run_dir import RunDir
+
+    config = load_config(TEST_RECIPE, {"model": str(tiny_model_dir), "max_steps": 1,
+                                       "output_dir": str(tmp_path / "run")})
+    run = RunDir(tmp_path / "run")
+    run.prepare(config.to_dict(), resume=False)
+    run.log_metrics({"step": 1, "reward": 9.0})  # a run that died before its first checkpoint
+    run.log_sample({"step": 1, "question": "from the run that died"})
+    run_training(config)
+    assert [r.get("reward") != 9.0 for r in run.metric_rows()] == [True]
+    assert all(s["question"] != "from the run that died" for s in run.sample_rows())
+
+
+def test_too_few_problems_for_one_generation_is_an_error(tiny_model_dir, tmp_path):
+    from rlkd_lite.errors import RlkdError
+    from rlkd_lite.train.config import load_config
+    from rlkd_lite.train.run import run_training
+
+    config = load_config(TEST_RECIPE, {"model": str(tiny_model_dir), "subset": 1,
+                                       "output_dir": str(tmp_path / "run")})
+    with pytest.raises(RlkdError, match="1 usable problem.*needs 2 distinct prompts"):
+        run_training(config)
+    assert not (tmp_path / "run" / "adapter").exists()
+
+
+def test_resume_refuses_a_changed_configuration(gsrm_run, tiny_model_dir, tmp_path):
+    from rlkd_lite.errors import RlkdError
+    from rlkd_lite.train.run import run_training
+
+    result, adapter = gsrm_run
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run)
+    config = gsrm_config(tiny_model_dir, run, adapter, learning_rate=1e-3)
     with pytest.raises(RlkdError, match="learning_rate"):
         run_training(config, resume=True)
     with pytest.raises(RlkdError, match="--resume"):
@@ -241,6 +287,26 @@ def test_steps_per_generation_must_fill_whole_groups(tiny_model_dir):
                                   "steps_per_generation": 2})
     with pytest.raises(RlkdError, match="positive multiple"):  # 0 is not "the default"
         load_config(TEST_RECIPE, {"model": str(tiny_model_dir), "steps_per_generation": 0})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"sample_every": 0}, "sample_every must be at least 1"),
+    ({"judge_batch_size": 0}, "judge_batch_size must be at least 1"),
+    ({"gsrm_batch_size": 0}, "gsrm_batch_size must be at least 1"),
+    ({"num_generations": 0}, "num_generations must be at least 2"),
+    ({"num_generations": 1}, "num_generations must be at least 2"),
+    ({"per_device_train_batch_size": 0}, "per_device_train_batch_size must be at least 1"),
+    ({"temperature": 0.0}, "temperature must be above 0"),
+    ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
+    ({"reward_weights": {"accuracy": "high"}}, "accuracy must be a number"),
+    ({"method": "grpo", "reward_weights": {"structure": 15}}, "no reward to train on"),
+])
+def test_values_that_would_fail_later_are_refused_before_any_model_loads(overrides, message):
+    from rlkd_lite.errors import RlkdError
+    from rlkd_lite.train.config import load_config
+
+    with pytest.raises(RlkdError, match=message):
+        load_config(TEST_RECIPE, {"model": "x", **overrides}).validate()
 
 
 @pytest.fixture(scope="module")

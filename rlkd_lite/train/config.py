@@ -26,6 +26,14 @@ def doc(text: str, **kw: Any) -> Any:
     return field(metadata={"help": text}, **kw)
 
 
+# Fields that count something (steps, tokens, items per batch): at least 1.
+_COUNTS = ("max_steps", "save_steps", "save_total_limit", "logging_steps", "sample_every",
+           "samples_per_log", "max_seq_length", "lora_rank", "lora_alpha",
+           "gsrm_max_new_tokens", "gsrm_batch_size", "judge_batch_size",
+           "per_device_train_batch_size", "gradient_accumulation_steps", "max_prompt_length",
+           "max_completion_length")
+
+
 @dataclass(kw_only=True)
 class RunConfig:
     """Everything one training run needs; each field's help says what it is."""
@@ -129,14 +137,29 @@ class RunConfig:
         if unknown:
             raise RlkdError(f"reward_weights: unknown reward(s) {sorted(unknown)}; "
                             f"known: {', '.join(REWARDS)}")
+        for name, weight in self.reward_weights.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise RlkdError(f"reward_weights: {name} must be a number, not {weight!r}")
+        counts = [n for n in _COUNTS if getattr(self, n) < 1]
+        if counts:
+            raise RlkdError(f"{', '.join(counts)} must be at least 1")
+        if not 0 <= self.warmup_ratio < 1:
+            raise RlkdError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
         if self.method != "sft":
+            if self.num_generations < 2:
+                raise RlkdError("num_generations must be at least 2: GRPO compares the "
+                                "completions of one prompt with each other")
+            if self.temperature <= 0:
+                raise RlkdError(f"temperature must be above 0 (GRPO samples), not "
+                                f"{self.temperature}")
+            if not self.active_rewards():
+                raise RlkdError(f"no reward to train on: reward_weights gives method "
+                                f"{self.method} no non-zero weight (grpo ignores structure)")
             batch = self.rollouts_per_generation()
             if self._micro_batches_per_generation() < 1 or batch % self.num_generations:
                 raise RlkdError(f"per_device_train_batch_size × steps_per_generation (default "
                                 f"gradient_accumulation_steps): {batch} must be a positive "
                                 f"multiple of num_generations ({self.num_generations})")
-        if self.max_steps < 1 or self.save_steps < 1:
-            raise RlkdError("max_steps and save_steps must be at least 1")
 
     def active_rewards(self) -> dict[str, float]:
         """The rewards this method trains on, with their weights (zero weights dropped)."""

@@ -6,12 +6,14 @@ is the same, so the two runs compare the structure reward and nothing else.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from rlkd_lite.console import console, status
 from rlkd_lite.data.problems import Problem, problems_to_rows
+from rlkd_lite.errors import RlkdError
 from rlkd_lite.models.adapters import GSRM_ADAPTER
-from rlkd_lite.models.loading import trainer_precision_args
+from rlkd_lite.models.loading import adapter_dir, trainer_precision_args
 from rlkd_lite.structure.decomposers import DecomposeInput, make_decomposer
 from rlkd_lite.structure.judges import make_judge
 from rlkd_lite.structure.steps import steps_to_json
@@ -30,7 +32,22 @@ def build_decomposer(name: str, config: RunConfig, model: Any, tokenizer: Any) -
     decomposer = make_decomposer("gsrm", model=model, tokenizer=tokenizer, adapter=adapter,
                                  batch_size=config.gsrm_batch_size,
                                  max_new_tokens=config.gsrm_max_new_tokens)
-    return decomposer, f"gsrm:{config.model}:{config.gsrm_adapter or 'few-shot'}"
+    # Everything that changes what it writes: the weights (a retrained adapter at the same
+    # path too) and the token room (a budget too small for a prompt gives no steps).
+    weights = (f"{config.gsrm_adapter}@{adapter_digest(config.gsrm_adapter)}"
+               if config.gsrm_adapter else "few-shot")
+    return decomposer, (f"gsrm:{config.model}:{weights}:{config.max_seq_length}:"
+                        f"{config.gsrm_max_new_tokens}")
+
+
+def adapter_digest(path: str) -> str:
+    """A short hash of a saved adapter's files (config and weights)."""
+    folder = adapter_dir(path)
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in folder.iterdir() if p.is_file()):
+        digest.update(name.encode("utf-8"))
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def build_judge(config: RunConfig, model: Any, tokenizer: Any) -> Any:
@@ -107,6 +124,12 @@ def build_grpo_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: 
                                                        run, config.gsrm_batch_size)):
             row["teacher_steps"] = steps
     rows = drop_long_prompts(rows, tokenizer, config.max_prompt_length)
+    # TRL draws whole generations of distinct prompts; with fewer it trains 0 steps, silently.
+    needed = config.rollouts_per_generation() // config.num_generations
+    if len(rows) < needed:
+        raise RlkdError(f"{len(rows)} usable problem(s), but one generation needs {needed} "
+                        f"distinct prompts (per_device_train_batch_size × steps_per_generation "
+                        f"÷ num_generations): use more problems (subset) or a smaller batch")
     last = LastBatch()
     reward_funcs, reward_weights = build_reward_functions(
         weights, last=last, answer_format=config.answer_format, decomposer=decomposer,

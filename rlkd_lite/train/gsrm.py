@@ -337,7 +337,7 @@ def _train_gsrm(config: GsrmTrainConfig, train_examples: list[LabelExample],
                 held_out: list[LabelExample], run: RunDir, checkpoint: Path | None
                 ) -> GsrmTrainResult:
     from rlkd_lite.console import console
-    from rlkd_lite.train.run import load_config_model, save_student_adapter
+    from rlkd_lite.train.run import load_config_model, save_student_adapter, train_from
     from rlkd_lite.train.sft import build_completion_trainer
 
     # The student's loader, so that the adapter has the student's exact shape; its trainable
@@ -356,14 +356,14 @@ def _train_gsrm(config: GsrmTrainConfig, train_examples: list[LabelExample],
 
     start = time.perf_counter()
     trainer, run_log = build_completion_trainer(config, model, tokenizer, kept, run, "gsrm")
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    steps = train_from(trainer, checkpoint, config.max_steps, run)
     seconds = time.perf_counter() - start
     save_student_adapter(model, run.adapter)  # the trained adapter is the model's `default`
 
     evaluation, predictions = evaluate_gsrm_adapter(model, tokenizer, held_out, config)
     write_json_atomic(run.path / "eval.json", evaluation)
     write_jsonl_atomic(run.path / "eval_predictions.jsonl", predictions)
-    return GsrmTrainResult(run.path, run.adapter, trainer.state.global_step, seconds,
+    return GsrmTrainResult(run.path, run.adapter, steps, seconds,
                            run_log.latest, evaluation, len(rows) - len(kept), model, tokenizer)
 
 

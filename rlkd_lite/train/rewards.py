@@ -165,7 +165,11 @@ class StructureReward:
             judged = time.perf_counter()
         except Exception:  # a broken decomposer or judge must not kill a long run
             log.exception("structure reward failed for this batch; scoring it 0")
-            return [0.0] * len(completions)
+            zeros = [0.0] * len(completions)
+            # Samples of this batch must not show the previous batch's steps and scores.
+            self.last.rewards["structure"] = zeros
+            self.last.student_steps, self.last.teacher_steps, self.last.structure = [], [], []
+            return zeros
         self.seconds = {"decompose": decomposed - start, "judge": judged - decomposed}
         if log_metric is not None:
             log_metric("structure/decompose_s", self.seconds["decompose"])

@@ -64,9 +64,35 @@ def open_run(config: RunConfig, *, resume: bool) -> Iterator[tuple[RunDir, Path 
     with run.locked():
         run.prepare(config.to_dict(), resume=resume)
         checkpoint = run.last_checkpoint() if resume else None
-        if checkpoint is not None:
-            run.forget_after(int(checkpoint.name.split("-")[-1]))
+        if resume and checkpoint is None:
+            console.print(f"[yellow]warning:[/] no checkpoint in {run.path} yet: starting from "
+                          f"step 0")
+        # The logs describe one run: lines past the checkpoint it restarts from (all of them
+        # when it starts afresh, e.g. after a crash before the first checkpoint) go.
+        run.forget_after(checkpoint_step(checkpoint))
         yield run, checkpoint
+
+
+def train_from(trainer: Any, checkpoint: Path | None, max_steps: int, run: RunDir) -> int:
+    """Train up to `max_steps` from `checkpoint` (None: from the start); the steps done.
+    A finished run that is resumed trains no further (the Trainer would take one more step)."""
+    done = checkpoint_step(checkpoint)
+    if done >= max_steps:
+        from rlkd_lite.models.adapters import STUDENT_ADAPTER
+        from rlkd_lite.models.loading import load_adapter_weights
+
+        # What the Trainer's resume would have restored: the trained adapter, to be saved.
+        load_adapter_weights(trainer.model, checkpoint, STUDENT_ADAPTER)
+        console.print(f"{run.path} has trained {done} of max_steps {max_steps} steps already: "
+                      f"nothing to train")
+        return done
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return trainer.state.global_step
+
+
+def checkpoint_step(checkpoint: Path | None) -> int:
+    """The optimizer step a checkpoint was saved at (0 for none)."""
+    return int(checkpoint.name.split("-")[-1]) if checkpoint is not None else 0
 
 
 def load_config_model(config: RunConfig, *, gsrm_adapter: str | None = None) -> tuple[Any, Any]:
@@ -121,8 +147,9 @@ def _train(config: RunConfig, problems: list[Problem], run: RunDir,
 
         load_adapter_weights(model, checkpoint, STUDENT_ADAPTER)
         console.print(f"resuming from {checkpoint}")
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    steps = train_from(trainer, checkpoint, config.max_steps, run)
     seconds = time.perf_counter() - start
+    last_metrics = run_log.latest or next(reversed(run.metric_rows()), {})
 
     save_student_adapter(model, run.adapter)
     unchanged = None
@@ -131,10 +158,9 @@ def _train(config: RunConfig, problems: list[Problem], run: RunDir,
 
         unchanged = adapter_state_fingerprint(model, GSRM_ADAPTER) == fingerprint
     write_json_atomic(run.path / "summary.json", {
-        "method": config.method, "steps": trainer.state.global_step, "seconds": round(seconds, 2),
-        "gsrm_unchanged": unchanged, "last_metrics": run_log.latest})
-    return RunResult(run.path, trainer.state.global_step, seconds, run_log.latest, unchanged,
-                     model, tokenizer)
+        "method": config.method, "steps": steps, "seconds": round(seconds, 2),
+        "gsrm_unchanged": unchanged, "last_metrics": last_metrics})
+    return RunResult(run.path, steps, seconds, last_metrics, unchanged, model, tokenizer)
 
 
 def save_student_adapter(model: Any, out: Path) -> None:

@@ -1,7 +1,8 @@
 """Teacher traces are decomposed once per run, before training, and cached on disk.
 
-The cache key is the hash of the decomposer's identity and the trace text, so a changed trace
-or a different decomposer (or gsrm adapter) never reuses a stale decomposition.
+The cache key is the hash of the decomposer's identity (for the gsrm decomposer: the model,
+the adapter's files and the token room) and the trace text, so a changed trace or decomposer
+never reuses a stale decomposition.
 """
 from __future__ import annotations
 
