@@ -78,3 +78,44 @@ def test_answers_match(predicted, gold, match):
 def test_extraction_then_match_on_a_completion():
     completion = "<think>12*3 = 36 dollars, plus 4</think>\nShe pays $40.00 in total."
     assert answers_match(extract_final_answer(completion), "40")
+
+
+HEADED = ("#### Step 1: Clips sold in May\nNatalia sold 48/2 = 24 clips in May.\n"
+          "#### Step 2: Total\nShe sold 48+24 = 72 clips in all.\nThe answer is 72.")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (HEADED, "72"),
+    ("She sold 48+24 = 72 clips.\n#### Final Answer\nThe answer is 72.", "72"),
+    ("#### Step 1\nShe has 5 apples, then 3 more: 8", "8"),
+    (r"#### Solution" "\n" r"So she has \boxed{9}.", "9"),
+    ("#### Step 1\n#### 72", "72"),
+])
+def test_markdown_headings_are_not_the_answer_marker(text, expected):
+    assert extract_final_answer(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("#### 25%", "25"),
+    (r"\boxed{1{,}200}", "1200"),
+    (r"The answer is $1{,}234{,}567$.", "1234567"),
+    ("I got 5 - 3", "3"),
+    ("(2 + 4) - 7", "7"),
+    (r"\boxed{10 - 4}", "4"),
+    ("it is -7 degrees, then - 2", "-2"),
+    ("The answer is -5", "-5"),
+])
+def test_percent_latex_thousands_and_binary_minus(text, expected):
+    assert extract_final_answer(text) == expected
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("25%", 25.0), ("12.5 %", 12.5), ("25%.", 25.0), ("1{,}200", 1200.0), ("%", None),
+])
+def test_parse_number_drops_a_percent_sign_and_reads_latex_thousands(text, value):
+    assert parse_number(text) == value
+
+
+def test_a_marked_percent_matches_its_gold_answer():
+    assert answers_match(extract_final_answer("#### 25%"), "25%")
+    assert answers_match(extract_final_answer(r"\boxed{1{,}200}"), "1200")

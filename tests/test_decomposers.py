@@ -99,3 +99,17 @@ def test_make_decomposer_builds_by_name_and_rejects_unknown_names():
     assert isinstance(make_decomposer("auto"), AutoDecomposer)
     with pytest.raises(InputError, match="unknown decomposer 'magic'.*auto, tagged, rules, gsrm"):
         make_decomposer("magic")
+
+
+def test_markdown_headings_are_context_not_the_end_of_the_solution():
+    text = ("#### Step 1: Clips sold in May\nNatalia sold 48/2 = 24 clips in May.\n"
+            "#### Step 2: Total\nShe sold 48+24 = 72 clips in all.\nThe answer is 72.")
+    assert rules(text) == [Step("Step 1: Clips sold in May. Natalia sold clips in May.",
+                                "48/2", "24"),
+                           Step("Step 2: Total. She sold clips in all.", "48+24", "72")]
+    assert rules("## Plan:\nHe buys 3*4 = 12 eggs.\n#### Final Answer\nThe answer is 12.") == \
+        [Step("Plan: He buys eggs.", "3*4", "12")]
+    # "#### N" still ends the solution, with or without a space or a dollar sign.
+    for marker in ("#### 12", "####12", "#### $12", "#### -3"):
+        assert rules(f"He buys 3*4 = 12 eggs.\n{marker}\nAnd 1+1 = 2 afterwards.") == \
+            [Step("He buys eggs.", "3*4", "12")]

@@ -98,3 +98,77 @@ def test_make_judge_builds_by_name_and_rejects_unknown_names():
     assert isinstance(lexical, LexicalJudge) and lexical.threshold == 0.8
     with pytest.raises(InputError, match="unknown judge 'fuzzy'.*exact, lexical, llm"):
         make_judge("fuzzy")
+
+
+@pytest.mark.parametrize("teacher, student", [
+    ("-5", "5"), (".5", "5"), ("-8", "8"), ("-.5", ".5"), ("-$5", "$5"), ("x = -5", "x = 5"),
+])
+def test_exact_keeps_a_sign_or_decimal_point_that_starts_a_number(teacher, student):
+    assert ExactJudge()([answer(teacher, student), problem(teacher, student)]) == [False, False]
+
+
+def test_exact_still_strips_punctuation_that_is_not_part_of_a_number():
+    assert ExactJudge()([answer("-5.", "-5"), answer("($24)", "24"), answer("- yes", "yes"),
+                         answer("...5", ".5"), answer("-.5", "-.5!")]) == [True] * 5
+
+
+@pytest.mark.parametrize("teacher, student, same", [
+    ("-5", "5", False), ("-8", "8", False), ("-.5", ".5", False), ("-$5", "5", False),
+    ("It is -5 degrees", "It is 5 degrees", False),
+    ("-5", "-5.0", True), ("-0", "0", True), ("-$5", "-5", True),
+    ("12 -5", "12 - 5", True),  # after a number, a minus is subtraction
+])
+def test_lexical_answers_keep_the_sign_of_a_number(teacher, student, same):
+    assert LexicalJudge()([answer(teacher, student)]) == [same]
+
+
+@pytest.mark.parametrize("teacher, student, same", [
+    ("3/4", "4/3", False), ("3/4", "0.75", True), ("48/2", "24", True), ("6/8", "3/4", True),
+    ("3/4 cup", "4/3 cup", False), ("3/4 of the cake", "0.75 of the cake", True),
+    ("2+3*4", "2*3+4", False), ("2+3*4", "14", True), ("(2+3)*4", "20", True),
+    ("100-20", "20-100", False), ("2^3", "3^2", False), ("25%", "25", True),
+    ("1/0", "0/1", False), ("1/0", "1/0", True),
+])
+def test_lexical_answers_compare_fractions_and_expressions_by_value(teacher, student, same):
+    assert LexicalJudge()([answer(teacher, student)]) == [same]
+
+
+@pytest.mark.parametrize("teacher, student, same", [
+    # Same numbers and operators but another value: another sub-problem.
+    ("48/2", "2/48", False), ("2+3*4", "2*3+4", False), ("100-20", "20-100", False),
+    ("(60+40)/2", "60+40/2", False), ("2^3", "3^2", False), ("-5*2", "5*2", False),
+    ("12 - 5", "-12 + 5", False),
+    # Same numbers, operators and value: the same sub-problem written another way.
+    ("48+24", "24 + 48", True), ("0.2 x $50", "50*0.2", True), ("(60+40)/2", "(40+60)/2", True),
+    ("1,200 / 3", "1200/3", True), ("20%*50", "50*20%", True),
+    # Another computation of the same value is still another sub-problem.
+    ("48/2", "6*4", False), ("2+2", "2*2", False),
+    # Neither side evaluable ("="): the numbers and operators decide, as before.
+    ("48/2=24", "24=48/2", True),
+    ("007+1", "1+7", True),  # leading zeros, which Python's parser refuses, are read
+])
+def test_lexical_expressions_are_compared_by_value_and_tokens(teacher, student, same):
+    assert LexicalJudge()([problem(teacher, student)]) == [same]
+
+
+def test_lexical_wording_is_still_token_overlap_with_signs_kept():
+    judge = LexicalJudge()
+    assert judge([problem("Find the temperature change of -5 degrees",
+                          "the temperature change of -5 degrees"),
+                  problem("Divide 48 by 2 to get the clips", "Divide 2 by 48 to get the clips"),
+                  problem("a -5", "a 5")]) == [True, True, False]
+
+
+def test_lexical_expressions_without_a_value_fall_back_to_tokens_and_never_raise():
+    judge = LexicalJudge()
+    huge = "9^9^9^9^9"
+    assert judge([problem(huge, huge.replace("^", " ^ ")),  # overflows
+                  problem(huge, "9^9^9^9^8"),
+                  problem("(" * 99 + "1" + ")" * 99, "1"),
+                  problem("-" * 198 + "1", "-" * 198 + "1 "),  # deep, but evaluated
+                  problem("(" * 300 + "1" + ")" * 300, "1"),  # too long to evaluate: no value
+                  problem("1" * 5000 + "+1", "1+" + "1" * 5000),  # no value on either side
+                  problem("(-8)^(1/3)", "(1/3)^(-8)"),  # no real value on one side
+                  problem("1/0", "0/1"),
+                  answer("1e5", "100000")]) == \
+        [True, False, True, True, False, True, False, False, False]

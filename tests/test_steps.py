@@ -47,6 +47,20 @@ def test_parse_drops_the_closing_final_answer_from_the_last_answer():
         [Step("m", "q", "72")]
 
 
+def test_parse_keeps_a_last_part_that_is_itself_the_closing_phrase():
+    head = "[Meta-reasoning 1]: m\n[Sub-problem 1]: q\n"
+    assert parse_steps(head + "[Answer 1]: So the final answer is 72.") == \
+        [Step("m", "q", "So the final answer is 72.")]
+    assert parse_steps(head + "[Answer 1]: #### 72") == [Step("m", "q", "#### 72")]
+    # On the part's own line the phrase is the part's text; on a later line it is cut.
+    assert parse_steps(head + "[Answer 1]: 72, so the final answer is 72.") == \
+        [Step("m", "q", "72, so the final answer is 72.")]
+    assert parse_steps(head + "[Answer 1]:\nThe final answer is 72.\n#### 72") == \
+        [Step("m", "q", "The final answer is 72.")]
+    assert parse_steps(head + "[Answer 1]: 72\n\nTherefore, the final answer is 72.") == \
+        [Step("m", "q", "72")]
+
+
 def test_parse_gives_empty_parts_for_missing_tags_and_splits_on_tag_order():
     # Indices are ignored: two sub-problems in a row are two steps, whatever their numbers.
     text = "[Sub-problem 1]: q1\n[Answer 1]: a1\n[Sub-problem 1]: q2\n[Meta-reasoning 3]: m3"

@@ -13,43 +13,53 @@ import re
 _DIGITS = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
 _NUMBER = rf"(?<![\w.])(?:-\s?)?\$?\s?(?:{_DIGITS})(?:\s?/\s?\d+)?"
 _NUMBER_RE = re.compile(_NUMBER)
-_HASHES_RE = re.compile(r"####[ \t]*([^\n]*)")
+# GSM8K's answer marker is "####" followed by the number; "#### Step 1: ..." is a Markdown
+# heading, which instruct models write, and says nothing about the answer.
+_HASHES_NUMBER_RE = re.compile(rf"####[ \t]*({_NUMBER})")
+_HASHES_TEXT_RE = re.compile(r"####[ \t]*([^\n]*)")
 _ANSWER_PHRASE_RE = re.compile(
     rf"\b(?:final\s+answer|answer)\s*(?:is|:|=)[\s:=*]*({_NUMBER})", re.IGNORECASE)
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _LATEX_FRACTION_RE = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _LATEX_TEXT_RE = re.compile(r"\\(?:text|mathrm|textbf)\s*\{([^{}]*)\}")
 _THINK_END = "</think>"
+_BEFORE_BINARY_MINUS = frozenset("0123456789)")
 
 
 def extract_final_answer(text: str) -> str | None:
     """The final answer in `text`, cleaned ("$1,234." -> "1234"), or None if there is none.
 
     Only the part after the last `</think>` is searched when there is one (the reasoning may
-    try answers it later drops). In order of trust: the last `#### N`, the last `\\boxed{N}`
-    (nested braces and `\\frac{a}{b}` allowed), the last "the answer is N" / "final answer:
-    N", else the last number. A `####` line or box with no number gives its text as written,
-    so non-numeric answers still compare as strings.
+    try answers it later drops). In order of trust: the last `#### N` (a `####` not followed
+    by a number is a Markdown heading, not the marker), the last `\\boxed{N}` (nested braces
+    and `\\frac{a}{b}` allowed), the last "the answer is N" / "final answer: N", else the last
+    number. A minus right after a number ("5 - 3") is a subtraction, not a sign. A box with no
+    number gives its text as written, and so does the last `####` line when the text holds no
+    number at all, so non-numeric answers ("#### forty") still compare as strings.
     """
-    text = text.replace("\u2212", "-")  # a typeset minus sign
+    text = _plain(text)
     if _THINK_END in text:
         text = text.rsplit(_THINK_END, 1)[1]
-    hashes = _HASHES_RE.findall(text)
+    hashes = _HASHES_NUMBER_RE.findall(text)
     if hashes:
-        return _number_or_text(hashes[-1])
+        return _clean(hashes[-1])
     boxed = _last_boxed(text)
     if boxed is not None:
         return _number_or_text(_LATEX_TEXT_RE.sub(r"\1", _LATEX_FRACTION_RE.sub(r"\1/\2", boxed)))
     phrases = _ANSWER_PHRASE_RE.findall(text)
     if phrases:
         return _clean(phrases[-1])
-    numbers = _NUMBER_RE.findall(text)
-    return _clean(numbers[-1]) if numbers else None
+    number = _last_number(text)
+    if number is not None:
+        return number
+    marked = _HASHES_TEXT_RE.findall(text)
+    return _number_or_text(marked[-1]) if marked else None
 
 
 def parse_number(text: str) -> float | None:
-    """The value of `text` if it is one number ("$1,234.50", "-3/4", "42."), else None."""
-    candidate = text.strip().replace("\u2212", "-").rstrip(".")
+    """The value of `text` if it is one number ("$1,234.50", "-3/4", "42.", "1{,}200"), else
+    None. A trailing percent sign is dropped: "25%" is 25, as gold answers write it."""
+    candidate = _plain(text).strip().rstrip(".").removesuffix("%").rstrip()
     if not _NUMBER_RE.fullmatch(candidate):
         return None
     cleaned = _clean(candidate)
@@ -71,6 +81,27 @@ def answers_match(predicted: str | None, gold: str) -> bool:
     return _normalise(predicted) == _normalise(gold)
 
 
+def _plain(text: str) -> str:
+    """`text` with a typeset minus sign and LaTeX's "{,}" thousands separator as plain text."""
+    return text.replace("\u2212", "-").replace("{,}", ",")
+
+
+def _last_number(text: str) -> str | None:
+    """The last number in `text`, cleaned; None if there is none."""
+    last = None
+    for last in _NUMBER_RE.finditer(text):
+        pass
+    if last is None:
+        return None
+    number = last.group()
+    # "5 - 3" is a subtraction: the minus of a number right after a number (or a closing
+    # parenthesis) is an operator. A few characters back suffice to see that.
+    if number.startswith("-") and text[max(0, last.start() - 8):last.start()].rstrip()[-1:] in \
+            _BEFORE_BINARY_MINUS:
+        number = number[1:]
+    return _clean(number)
+
+
 def _clean(number: str) -> str:
     """A matched number without dollar signs, thousands commas or spaces."""
     return re.sub(r"[$,\s]", "", number)
@@ -78,9 +109,9 @@ def _clean(number: str) -> str:
 
 def _number_or_text(text: str) -> str | None:
     """The last number in a marked answer, else the marked text itself (None if empty)."""
-    numbers = _NUMBER_RE.findall(text)
-    if numbers:
-        return _clean(numbers[-1])
+    number = _last_number(text)
+    if number is not None:
+        return number
     return text.strip().rstrip(".").strip() or None
 
 

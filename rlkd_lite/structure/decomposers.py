@@ -69,6 +69,10 @@ _STATED_RESULT = re.compile(
 _FINAL_ANSWER_START = re.compile(
     r"(?:so|thus|therefore|hence)?[\s,]*(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)", re.IGNORECASE
 )
+# GSM8K's "#### N" ends the solution; other lines starting with "#" are Markdown headings
+# ("#### Step 1: Clips sold in May"), which instruct models write: text like any other line.
+_ANSWER_MARKER = re.compile(r"####[ \t]*-?\$?[ \t]*\.?\d")
+_HEADING_HASHES = re.compile(r"#+[ \t]*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _CANONICAL_EXPRESSION = str.maketrans({"x": "*", "×": "*", "÷": "/", " ": None, "\t": None,
                                        "$": None, ",": None})
@@ -108,6 +112,8 @@ class RulesDecomposer:
     without a computation (restating givens, explaining) are prepended to the next step's
     meta-reasoning; any left after the last step are dropped. A "#### N" line ends the
     solution, and sentences stating the final answer ("So the answer is 72.") are skipped.
+    A Markdown heading ("#### Step 1: Clips sold in May") is read without its hashes, as a
+    sentence of its own.
     Text without any computation gives [].
     """
 
@@ -125,8 +131,10 @@ class RulesDecomposer:
         states_answer = "answer" in lowered or "\\boxed" in lowered
         for line in text.splitlines():
             line = line.strip()
-            if line.startswith("####"):
-                break
+            if line.startswith("#"):
+                if _ANSWER_MARKER.match(line):
+                    break
+                line = _heading_sentence(line)
             if not line:
                 continue
             sentences = _SENTENCE_END.split(line) if several_sentences else (line,)
@@ -140,6 +148,13 @@ class RulesDecomposer:
                 else:
                     context = _join(context, sentence)
         return steps
+
+
+def _heading_sentence(line: str) -> str:
+    """A Markdown heading as a sentence: "## Step 2: Total" -> "Step 2: Total."."""
+    heading = line[_HEADING_HASHES.match(line).end():]
+    # A period keeps the heading a sentence apart from the text joined after it.
+    return heading + "." if heading and heading[-1] not in _CLOSING_PUNCTUATION else heading
 
 
 def _sentence_steps(sentence: str, context: str) -> list[Step]:
