@@ -339,3 +339,45 @@ def test_a_real_model_learns_from_the_rewards(smollm2_run):
                  if "lora_B" in k]
     assert b_weights and any(b.abs().sum() > 0 for b in b_weights)
     assert {"accuracy", "format", "tag_count", "structure"} <= set(rows[0])
+
+
+def test_sft_leaves_out_targets_longer_than_max_seq_length(tiny_model_dir, tiny_tokenizer,
+                                                            tmp_path, capsys):
+    """The trainer would truncate an over-long conversation and cut the `#### N` line off its
+    target: such rows are left out and counted instead, as GSRM training does."""
+    import dataclasses
+
+    from rlkd_lite.data.problems import Problem
+    from rlkd_lite.errors import RlkdError
+    from rlkd_lite.train.config import load_config
+    from rlkd_lite.train.run import load_config_model
+    from rlkd_lite.train.run_dir import RunDir
+    from rlkd_lite.train.sft import build_sft_trainer, sft_rows
+
+    problems = [Problem("short", "What is 2+3?", "5", "2+3 = 5", None, "test"),
+                Problem("long", "What is 2+3?", "5", "Add them. " * 40 + "2+3 = 5", None, "test")]
+    config = load_config(TEST_RECIPE, {"model": str(tiny_model_dir), "method": "sft"})
+    model, tokenizer = load_config_model(config)
+    rows = sft_rows(problems, config.system_prompt, config.answer_format)
+    short, long = (len(tiny_tokenizer.apply_chat_template(row["prompt"] + row["completion"],
+                                                          tokenize=True, return_dict=True)
+                       ["input_ids"]) for row in rows)
+    assert short < long <= config.max_seq_length
+
+    run = RunDir(tmp_path / "run")
+    fits_short = dataclasses.replace(config, max_seq_length=short)
+    trainer, _ = build_sft_trainer(fits_short, model, tokenizer, problems, run)
+    (trained,) = trainer.train_dataset
+    assert len(trained["input_ids"]) == short
+    # Unsloth's SFTTrainer marks the prompt with label -100 (loss on the completion only).
+    completion = [label for label in trained["labels"] if label != -100]
+    assert tiny_tokenizer.decode(completion) == rows[0]["completion"][0]["content"] + (
+        "<|im_end|>\n")
+    printed = " ".join(capsys.readouterr().err.split())
+    assert f"sft: 1 training examples (1 longer than {short} tokens left out)" in printed
+
+    with pytest.raises(RlkdError) as error:
+        build_sft_trainer(dataclasses.replace(config, max_seq_length=short - 1), model,
+                          tokenizer, problems, run)
+    assert str(error.value) == (f"every training example is longer than max_seq_length "
+                                f"({short - 1} tokens)")

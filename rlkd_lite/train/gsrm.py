@@ -264,15 +264,6 @@ def gsrm_sft_rows(examples: Sequence[LabelExample]) -> list[dict[str, Any]]:
             for e in examples]
 
 
-def conversation_lengths(tokenizer: Any, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Tokens of each row's whole conversation (prompt and completion), as the trainer sees it."""
-    texts = [tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False,
-                                           **row["chat_template_kwargs"]) for row in rows]
-    # verbose=False: lengths over the model's maximum are what we are looking for, not news.
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False,
-                                          verbose=False)["input_ids"]]
-
-
 def evaluate_decompositions(labels: Sequence[Sequence[Step]],
                             predicted: Sequence[Sequence[Step]]) -> dict[str, float | int]:
     """How well predicted steps reproduce labelled ones, over a set of examples:
@@ -338,18 +329,13 @@ def _train_gsrm(config: GsrmTrainConfig, train_examples: list[LabelExample],
                 ) -> GsrmTrainResult:
     from rlkd_lite.console import console
     from rlkd_lite.train.run import load_config_model, save_student_adapter, train_from
-    from rlkd_lite.train.sft import build_completion_trainer
+    from rlkd_lite.train.sft import build_completion_trainer, rows_that_fit
 
     # The student's loader, so that the adapter has the student's exact shape; its trainable
     # adapter (`default`) becomes the gsrm adapter. `init_adapter` continues a gsrm adapter.
     model, tokenizer = load_config_model(config)
     rows = gsrm_sft_rows(train_examples)
-    lengths = conversation_lengths(tokenizer, rows)
-    # Truncation would cut the tagged steps and teach the adapter to stop mid-step: drop instead.
-    kept = [row for row, length in zip(rows, lengths) if length <= config.max_seq_length]
-    if not kept:
-        raise RlkdError(f"every training example is longer than max_seq_length "
-                        f"({config.max_seq_length} tokens)")
+    kept = rows_that_fit(tokenizer, rows, config.max_seq_length)
     console.print(f"gsrm: {len(kept)} training examples ({len(rows) - len(kept)} longer than "
                   f"{config.max_seq_length} tokens left out), {len(held_out)} held out",
                   highlight=False)
