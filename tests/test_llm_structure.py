@@ -162,6 +162,23 @@ def test_decomposer_respects_max_new_tokens_and_counts_its_work(tiny_model, tiny
     assert decomposer.last_counts == {"tokens": 0, "decode_steps": 0}
 
 
+def test_decomposer_gives_no_steps_to_empty_reasoning_without_asking_the_model(
+        tiny_model, tiny_tokenizer, monkeypatch):
+    rows = []
+    generate = tiny_model.generate
+
+    def spying_generate(*args, **kwargs):
+        rows.append(kwargs["input_ids"].shape[0])
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_model, "generate", spying_generate)
+    decomposer = GSRMDecomposer(tiny_model, tiny_tokenizer, batch_size=8, max_new_tokens=4)
+    items = [ITEMS[0], DecomposeInput(ITEMS[1].question, "  \n"), ITEMS[2]]
+    texts = decomposer.completions(items)
+    assert texts[1] == "" and rows == [2]  # one call, for the two items with reasoning
+    assert decomposer([DecomposeInput("q", "")]) == [[]] and rows == [2]
+
+
 def test_decomposer_fits_its_budget_into_the_models_max_seq_length(tiny_model, tiny_tokenizer,
                                                                    new_token_counts, monkeypatch,
                                                                    caplog):

@@ -13,7 +13,9 @@ from rlkd_lite.structure.steps import Step
 
 
 def reference_reward(T, S, same_problem, same_answer):
-    """DESIGN.md section 2, transcribed line by line (one judge question at a time)."""
+    """DESIGN.md section 2, transcribed line by line (one judge question at a time), with the
+    one departure of reward.py: without meta-reasoning on either side, the sub-problems say
+    whether the same one was chosen."""
     if not T or not S:
         return 0
     r = []
@@ -21,7 +23,10 @@ def reference_reward(T, S, same_problem, same_answer):
         if r and r[-1] == 0:
             r.append(0)
             continue
-        r.append(1 if same_problem(T[i].meta, S[i].meta) else 0)
+        if T[i].meta or S[i].meta:
+            r.append(1 if same_problem(T[i].meta, S[i].meta) else 0)
+        else:
+            r.append(1 if same_problem(T[i].query, S[i].query) else 0)
     for i, ri in enumerate(r):
         if ri and not same_problem(T[i].query, S[i].query):
             r[i] *= 0.5
@@ -103,13 +108,23 @@ def test_a_failing_judge_scores_the_batch_zero_and_logs(broken_judge, caplog):
     assert "every item of the batch scores 0" in caplog.text
 
 
+def test_steps_without_meta_reasoning_are_chosen_alike_only_with_the_same_sub_problem():
+    teacher = [Step("", "3*4", "12"), Step("", "12-5", "7")]
+    unrelated = [Step("", "100/4", "25"), Step("", "25*2", "50")]
+    assert structure_score(teacher, unrelated, ExactJudge()).step_rewards == [0, 0]
+    assert structure_score(teacher, teacher, ExactJudge()).step_rewards == [1, 1]
+    # One side with meta-reasoning: the metas are compared as ever (here: a miss).
+    assert structure_score(teacher, [Step("first the boxes", "3*4", "12")],
+                           ExactJudge()).step_rewards == [0]
+
+
 def test_mismatched_batch_lengths_are_a_programming_error():
     with pytest.raises(ValueError):
         structure_scores([T3], [], ExactJudge())
 
 
-# Small alphabets so that equal texts (matches) are common.
-text_field = st.sampled_from(["a", "b", "c"])
+# Small alphabets so that equal texts (matches) are common; "" is a step with no meta-reasoning.
+text_field = st.sampled_from(["", "a", "b", "c"])
 steps_field = st.lists(st.builds(Step, text_field, text_field, text_field), max_size=6)
 
 

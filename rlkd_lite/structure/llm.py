@@ -266,17 +266,21 @@ class GSRMDecomposer:
                     max_steps: int | Sequence[int | None] | None = None) -> list[str]:
         """The generated text for each item (special tokens removed), in the order of `items`."""
         self.last_counts = {"tokens": 0, "decode_steps": 0}
-        if not items:
-            return []
         limits = self._limits(len(items), max_steps)
-        ids = chat_token_ids(self.tokenizer, [
-            decomposition_messages(item.question, item.reasoning, self.few_shot) for item in items
-        ])
         texts = [""] * len(items)
+        # No reasoning, no steps: asked anyway, a model makes them up from the question.
+        todo = [i for i, item in enumerate(items) if item.reasoning.strip()]
+        if not todo:
+            return texts
+        ids = chat_token_ids(self.tokenizer, [
+            decomposition_messages(items[i].question, items[i].reasoning, self.few_shot)
+            for i in todo
+        ])
         with use_adapter(self.model, self.adapter), decode_graphs(self.model), \
                 torch.inference_mode():
-            for indices, input_ids, attention_mask in left_padded_batches(
+            for batch, input_ids, attention_mask in left_padded_batches(
                     self.tokenizer, ids, self.batch_size, self.model.device):
+                indices = [todo[j] for j in batch]
                 prompt_length = input_ids.shape[1]
                 room = self._room(prompt_length)
                 if room < 1:

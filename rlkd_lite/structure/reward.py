@@ -16,6 +16,10 @@ Here every aligned position's three pairs (meta, sub-problem, answer) of every i
 judge in ONE call, each distinct pair once (the rollouts of a group share their teacher steps and
 often repeat each other), and the gating is applied to the verdicts afterwards; the result
 equals the sequential reference, while an LLM judge gets one big batch instead of many small ones.
+
+One departure: where neither step has meta-reasoning (the `rules` decomposer's bare calculation
+lines have none), `same_problem(meta)` is asked of the two sub-problems instead. Two empty texts
+would otherwise always "match", and unrelated calculations would earn a quarter per step.
 """
 from __future__ import annotations
 
@@ -59,7 +63,9 @@ def structure_scores(teacher: Sequence[Sequence[Step]], student: Sequence[Sequen
     pairs: list[JudgePair] = []
     for t_steps, s_steps in zip(teacher, student):
         for t, s in zip(t_steps, s_steps):
-            pairs += (JudgePair("problem", t.meta, s.meta), JudgePair("problem", t.query, s.query),
+            choice = ((t.meta, s.meta) if t.meta.strip() or s.meta.strip()
+                      else (t.query, s.query))  # no meta-reasoning on either side
+            pairs += (JudgePair("problem", *choice), JudgePair("problem", t.query, s.query),
                       JudgePair("answer", t.answer, s.answer))
     verdicts = _judge_all(judge, pairs)
     scores = []
