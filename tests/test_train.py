@@ -276,6 +276,8 @@ def test_steps_per_generation_generates_and_rewards_once_for_several_steps(tiny_
     rewarded = [row.get("rewards_s", 0.0) > 0 for row in rows]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert generated == rewarded == [True, False, True, False]
+    # Samples every step (the recipe's sample_every 1), but each generation's batch once.
+    assert sorted({s["step"] for s in read_jsonl(tmp_path / "run" / "samples.jsonl")}) == [1, 3]
 
 
 def test_steps_per_generation_must_fill_whole_groups(tiny_model_dir):

@@ -88,6 +88,7 @@ class RunLogCallback(TrainerCallback):
         self.stages: dict[str, float] = {}
         self.clock = StageClock()
         self.latest: dict[str, Any] = {}
+        self._sampled: list[str] | None = None  # the batch whose samples were written last
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.clock.begin_step()
@@ -96,9 +97,12 @@ class RunLogCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.step_seconds = time.perf_counter() - self._step_start
         self.stages = self.clock.take()
+        # Steps that share a generation (steps_per_generation) share its batch: write it once.
         if self.last is not None and self.last.completions and (
+                self.last.completions is not self._sampled) and (
                 state.global_step % self.sample_every == 0 or state.global_step == 1):
             self._write_samples(state.global_step)
+            self._sampled = self.last.completions
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
