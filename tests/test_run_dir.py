@@ -93,3 +93,14 @@ def test_a_refused_run_into_a_new_directory_leaves_nothing_behind(tmp_path):
         with run.locked():
             run.prepare({"model": "x"}, resume=True)
     assert not run.path.exists()
+
+
+def test_the_last_checkpoint_is_the_newest_whose_state_reads(tmp_path):
+    run = RunDir(tmp_path)
+    for step, state in ((1, "{}"), (2, '{"global_step": 2}'), (3, '{"global_st'), (10, None)):
+        folder = run.checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    # 10: no state yet (a save in progress); 3: torn by a crash; 2 is the last complete one.
+    assert run.last_checkpoint() == run.checkpoints / "checkpoint-2"

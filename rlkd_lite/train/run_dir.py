@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,10 +56,17 @@ class RunDir:
         return self.path / "adapter"
 
     def last_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint (trainer_state.json is written last by the Trainer)."""
-        done = [p for p in self.checkpoints.glob("checkpoint-*")
-                if (p / "trainer_state.json").is_file() and p.name.split("-")[-1].isdigit()]
-        return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+        """The newest complete checkpoint: the Trainer writes trainer_state.json last, and not
+        atomically, so a checkpoint counts once that file reads as JSON."""
+        numbered = [p for p in self.checkpoints.glob("checkpoint-*")
+                    if p.name.split("-")[-1].isdigit()]
+        for path in sorted(numbered, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+            try:
+                json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # not written, or torn by a crash: an older one it is
+            return path
+        return None
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
