@@ -206,3 +206,38 @@ def test_problems_without_teacher_traces_get_accuracy_but_no_structure(tmp_path,
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["metrics"]["problems"] == 2 and "accuracy" in report["metrics"]
     assert "structure" not in report["metrics"]
+
+
+@pytest.mark.slow
+def test_held_out_jsonl_without_ids_is_not_taken_for_training_problems(tmp_path, tiny_model_dir,
+                                                                       tiny_peft_model,
+                                                                       monkeypatch):
+    """Rows without ids are numbered by line, and `teach` writes one source on every row, so
+    a training file and another test file share every (source, id): only the question counts."""
+    monkeypatch.chdir(tmp_path)
+    synthetic = load_problems("synthetic", subset=4, split="test")
+
+    def write_teacher_file(path: Path, problems, questions=None) -> None:
+        path.write_text("".join(json.dumps({
+            "question": question, "answer": p.answer, "reasoning": p.reasoning,
+            "source": "teacher:m"}) + "\n"
+            for p, question in zip(problems, questions or [p.question for p in problems])))
+
+    write_teacher_file(tmp_path / "train.jsonl", synthetic[:2])
+    write_teacher_file(tmp_path / "test.jsonl", synthetic[2:])
+    run = make_run(tmp_path / "run", tiny_model_dir, tiny_peft_model,
+                   data=str(tmp_path / "train.jsonl"), subset=None)
+    code, output = run_eval("--adapter", str(run), "--data", "test.jsonl",
+                            "--max-new-tokens", "2")
+    assert code == 0, output
+    assert [item["question"] for item in read_eval(run).items] == [
+        p.question for p in synthetic[2:]]
+
+    # A training question with other spacing, on another line, is still refused.
+    spaced = "  " + synthetic[1].question.replace(" ", "\n ", 1)
+    write_teacher_file(tmp_path / "leak.jsonl", synthetic[2:4] + synthetic[1:2],
+                       [synthetic[2].question, synthetic[3].question, spaced])
+    code, output = run_eval("--adapter", str(run), "--data", "leak.jsonl")
+    assert code == 1
+    assert "refusing to evaluate: 1 of 3 eval problems are in the training set" in output
+    assert "(data " in output and ": '3'. Evaluate on held-out problems" in output

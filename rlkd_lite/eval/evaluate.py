@@ -133,7 +133,8 @@ def check_no_overlap(problems: Sequence[Problem], run_dir: Path) -> None:
     from (`init_adapter`, e.g. SFT before RLKD).
 
     A problem counts as trained on when its question equals a training question (case and
-    spacing aside), or it has a training problem's id from the same source.
+    spacing aside). Ids are no evidence: JSONL rows without one are numbered by line, and
+    `teach` gives every row one source, so two different files share all their (source, id).
     """
     from rlkd_lite.train.run import load_run_problems
 
@@ -144,9 +145,7 @@ def check_no_overlap(problems: Sequence[Problem], run_dir: Path) -> None:
         config = run_config(pending)
         training = load_run_problems(config)
         questions = {_question_key(p.question) for p in training}
-        ids = {(p.source, p.id) for p in training}
-        overlap = [p for p in problems
-                   if _question_key(p.question) in questions or (p.source, p.id) in ids]
+        overlap = [p for p in problems if _question_key(p.question) in questions]
         if overlap:
             named = ", ".join(repr(p.id) for p in overlap[:5])
             more = f" and {len(overlap) - 5} more" if len(overlap) > 5 else ""
