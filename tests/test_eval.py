@@ -241,3 +241,22 @@ def test_held_out_jsonl_without_ids_is_not_taken_for_training_problems(tmp_path,
     assert code == 1
     assert "refusing to evaluate: 1 of 3 eval problems are in the training set" in output
     assert "(data " in output and ": '3'. Evaluate on held-out problems" in output
+
+
+def test_sampling_at_temperature_zero_is_refused_before_loading_anything(tmp_path):
+    # A model that is not there: had it loaded, the error would be about the model.
+    missing_model = str(tmp_path / "no-model")
+    for temperature in ("0", "-0.5"):
+        code, output = run_eval("--model", missing_model, "--recipe", "tiny-cpu", "--samples",
+                                "2", "--temperature", temperature)
+        assert code == 1
+        assert (f"error: sampling for pass@k (--samples 2) needs --temperature above 0, not "
+                f"{float(temperature)}") in output
+        assert "Traceback" not in output
+    # An SFT recipe need not sample, so its temperature may be 0: the message says whose it is.
+    make_run(tmp_path / "sft", tmp_path, method="sft", temperature=0.0)
+    code, output = run_eval("--model", missing_model, "--recipe",
+                            str(tmp_path / "sft" / "config.yaml"), "--samples", "1")
+    assert code == 1
+    assert ("sampling for pass@k (--samples 1) needs --temperature above 0, not 0.0 (the run's "
+            "or recipe's)") in output

@@ -61,7 +61,8 @@ def eval_command(
         "--k", help="pass@k values, comma-separated, each at most --samples. Default: those of "
                     "1,4,8 up to --samples.", show_default=False)] = None,
     temperature: Annotated[float | None, typer.Option(
-        help="Sampling temperature for pass@k. Default: the run's or recipe's.",
+        help="Sampling temperature for pass@k, above 0 when --samples is above 0. Default: "
+             "the run's or recipe's.",
         show_default=False)] = None,
     max_new_tokens: Annotated[int | None, typer.Option(
         min=1, help="Longest completion in tokens. Default: the run's or recipe's "

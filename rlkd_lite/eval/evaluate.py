@@ -227,9 +227,14 @@ def _resolve(settings: EvalSettings) -> tuple[RunConfig, Path | None]:
     return config, run_dir
 
 
-def _check_choices(settings: EvalSettings, ks: tuple[int, ...]) -> None:
+def _check_choices(settings: EvalSettings, ks: tuple[int, ...], temperature: float) -> None:
     if settings.samples < 0 or settings.batch_size < 1:
         raise RlkdError("--samples must be at least 0 and --batch-size at least 1")
+    # generate() refuses to sample at 0, but only after the model has loaded.
+    if settings.samples and temperature <= 0:
+        origin = " (the run's or recipe's)" if settings.temperature is None else ""
+        raise RlkdError(f"sampling for pass@k (--samples {settings.samples}) needs --temperature "
+                        f"above 0, not {temperature}{origin}")
     too_big = [k for k in ks if k > settings.samples or k < 1]
     if too_big:
         raise RlkdError(f"pass@k needs 1 <= k <= --samples ({settings.samples}); got k = "
@@ -276,7 +281,8 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
     config, run_dir = _resolve(settings)
     ks = settings.ks if settings.ks is not None else tuple(
         k for k in DEFAULT_KS if k <= settings.samples)
-    _check_choices(settings, ks)
+    temperature = config.temperature if settings.temperature is None else settings.temperature
+    _check_choices(settings, ks, temperature)
     model_name = settings.model or config.model
     data = settings.data or config.data
     # Problems need no teacher trace: accuracy and pass@k stand alone; structure is scored on
@@ -290,7 +296,6 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
                       f"(no config.yaml next to it), so its training problems are unknown and "
                       f"cannot be checked against the eval problems", highlight=False)
     max_new_tokens = settings.max_new_tokens or config.max_completion_length
-    temperature = config.temperature if settings.temperature is None else settings.temperature
 
     from rlkd_lite.models.adapters import STUDENT_ADAPTER, use_adapter
 
