@@ -255,3 +255,32 @@ def test_read_label_examples_is_strict(tmp_path):
     with pytest.raises(InputError) as error:
         read_label_examples(path)
     assert error.value.line == 2 and error.value.field == "steps[0].query"
+
+
+def test_label_from_api_exits_1_when_every_request_failed(tmp_path):
+    """Nothing accepted and some requests failed: exit 1 after the summary. Items rejected for
+    other reasons (here: an unparseable reply) do not make a run that accepted nothing fail."""
+    problems = load_problems("synthetic", subset=2)
+
+    def respond(request, attempt):
+        if problems[0].question in last_user_message(request):
+            return Reply("I would rather not split this into steps.")
+        return Reply(status=503, body=b"upstream down")
+
+    output = tmp_path / "labels.jsonl"
+    with ChatServer(respond) as server:
+        code, printed = cli("gsrm", "label", "--from", "api", "--subset", "2", "--output",
+                            str(output), "--api-base", server.base_url, "--api-model", "m",
+                            "--retries", "0")
+    assert code == 1
+    assert "rejected: request_failed │ 1" in printed and "rejected: unparseable │ 1" in printed
+    assert printed.endswith(
+        f"error: nothing accepted: 1 request(s) failed (details in "
+        f"{tmp_path / 'labels.rejects.jsonl'}). Check --api-base, --api-model and the server, "
+        f"then run again: failed items are retried.")
+
+    # The failed one is retried and now unparseable too: nothing accepted, but no failure.
+    with ChatServer(lambda request, attempt: Reply("No.")) as server:
+        code, printed = cli("gsrm", "label", "--from", "api", "--subset", "2", "--output",
+                            str(output), "--api-base", server.base_url, "--api-model", "m")
+    assert code == 0 and "rejected: unparseable │ 1" in printed, printed

@@ -159,3 +159,33 @@ def test_local_teacher_samples_one_reply_per_conversation(tiny_model_dir):
     # Batching and order do not change what each conversation gets (greedy).
     assert greedy.sample(conversations[::-1]) == replies[::-1]
     assert greedy.source == "teacher:tiny"
+
+
+def test_teach_exits_1_when_every_request_failed(tmp_path):
+    """A run that accepted nothing because its requests failed must stop a script; the summary
+    is still printed. A later run that accepts, or has nothing left to do, exits 0."""
+    healed = False
+
+    def respond(request, attempt):
+        if healed:
+            problem = next(p for p in problems if p.question == last_user_message(request))
+            return Reply(f"{problem.reasoning}\n#### {problem.answer}")
+        return Reply(status=503, body=b"upstream down")
+
+    problems = load_problems("synthetic", subset=2)
+    output = tmp_path / "t.jsonl"
+    with ChatServer(respond) as server:
+        args = ("teach", "--output", str(output), "--subset", "2", "--api-base",
+                server.base_url, "--api-model", "m", "--retries", "0", "--samples", "1")
+        code, printed = cli(*args)
+        assert code == 1
+        assert "accepted │ 0" in printed and "rejected: request_failed │ 2" in printed
+        assert printed.endswith(
+            f"error: nothing accepted: 2 request(s) failed (details in "
+            f"{tmp_path / 't.rejects.jsonl'}). Check --api-base, --api-model and the server, "
+            f"then run again: failed items are retried.")
+        healed = True
+        code, printed = cli(*args)
+        assert code == 0 and "accepted │ 2" in printed, printed
+        code, printed = cli(*args)
+        assert code == 0 and "skipped (done by an earlier run) │ 2" in printed, printed
