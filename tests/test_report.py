@@ -3,6 +3,7 @@ real PNG images with something drawn on them, and the eval table and step alignm
 from __future__ import annotations
 
 import base64
+import html as html_module
 import io
 import json
 import re
@@ -159,3 +160,23 @@ print(sorted(m for m in heavy if m in sys.modules))
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("config_text, problem", [
+    ("", "config.yaml: empty, where the run's settings were expected"),
+    ("method: rlkd\nmodel: [x",
+     "config.yaml:2: not valid YAML (expected ',' or ']', but got '<stream end>')"),
+    ("- qwen2.5-1.5b\n", "config.yaml: a list, where the run's settings were expected"),
+])
+def test_report_without_a_readable_config_warns_and_goes_on(recorded_run, config_text, problem):
+    """The configuration is a few lines at the top; the curves, eval and samples matter more."""
+    (recorded_run / "config.yaml").write_text(config_text)
+    code, output = report(str(recorded_run))
+    assert code == 0, output
+    assert " ".join(output.split()).startswith(
+        f"warning: {recorded_run / problem}; the report shows no configuration")
+    assert "Traceback" not in output
+    html = (recorded_run / "report.html").read_text()
+    assert f'<p class="note">{html_module.escape(str(recorded_run / problem))}</p>' in html
+    assert "<th>model</th>" not in html and "<th>steps logged</th><td>3</td>" in html
+    assert len(embedded_images(html)) == len(CURVE_TITLES)

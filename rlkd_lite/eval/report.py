@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
+from rlkd_lite.console import console
 from rlkd_lite.data.jsonl import read_jsonl, write_text_atomic
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.eval.alignment import ScoredPair
@@ -58,6 +60,27 @@ def read_metrics(run: RunDir) -> tuple[list[dict[str, Any]], int]:
     # Straight through read_jsonl, not RunDir.read_log: an empty log is an error worth naming here.
     rows = [row for _, row in read_jsonl(run.metrics, on_error=unreadable.append)]
     return rows, len(unreadable)
+
+
+def read_run_config(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The settings in a run's config.yaml, and why they could not be read (None when they
+    could, or when the run has no config.yaml)."""
+    import yaml
+
+    if not path.is_file():
+        return {}, None
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        return {}, f"{path}: not UTF-8 text ({exc.reason})"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        return {}, f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})"
+    if not isinstance(config, dict):
+        found = "empty" if config is None else f"a {type(config).__name__}"
+        return {}, f"{path}: {found}, where the run's settings were expected"
+    return config, None
 
 
 def curve_png(rows: list[dict[str, Any]], key: str, title: str) -> bytes | None:
@@ -160,18 +183,21 @@ def _samples_section(samples: list[dict[str, Any]]) -> str:
 def build_report(run_dir: str | Path, *, samples: int = 3, output: str | Path | None = None
                  ) -> Path:
     """Write the report of a run (default RUN/report.html) atomically and return its path."""
-    import yaml
-
     run = RunDir(Path(run_dir).expanduser())
     if not run.path.is_dir():
         raise RlkdError(f"{run.path}: no such run directory")
     rows, unreadable = read_metrics(run)
-    config = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run.config.is_file() else {}
+    config, config_problem = read_run_config(run.config)
     title = f"rlkd-lite run {run.path.resolve().name}"
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             _key_value_table([(name, str(config[name])) for name in CONFIG_SHOWN
-                               if name in config]
-                              + [("steps logged", str(len(rows)))])]
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    if config_problem:
+        # The configuration is a few lines of the report: the curves and samples still help.
+        console.print(f"[yellow]warning:[/] {escape(config_problem)}; the report shows no "
+                      f"configuration", highlight=False, soft_wrap=True)
+        parts.append(f'<p class="note">{html.escape(config_problem)}</p>')
+    parts.append(_key_value_table([(name, str(config[name])) for name in CONFIG_SHOWN
+                                   if name in config]
+                                  + [("steps logged", str(len(rows)))]))
     if unreadable:
         parts.append(f'<p class="note">{unreadable} unreadable line(s) of '
                      f'{run.metrics.name} skipped</p>')
