@@ -260,3 +260,32 @@ def test_sampling_at_temperature_zero_is_refused_before_loading_anything(tmp_pat
     assert code == 1
     assert ("sampling for pass@k (--samples 1) needs --temperature above 0, not 0.0 (the run's "
             "or recipe's)") in output
+
+
+@pytest.mark.slow
+def test_a_checkpoint_is_evaluated_beside_it_not_over_the_runs_eval(tiny_run, tiny_peft_model,
+                                                                    tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    checkpoint = tiny_run / "checkpoints" / "checkpoint-4"
+    tiny_peft_model.save_pretrained(str(checkpoint), selected_adapters=["default"])
+    (tiny_run / "metrics.jsonl").write_text('{"step": 4, "loss": 0.5}\n')
+    for adapter, limit in ((tiny_run / "adapter", "2"), (checkpoint, "1")):
+        code, output = run_eval("--adapter", str(adapter), "--data", "synthetic", "--limit",
+                                limit, "--max-new-tokens", "2")
+        assert code == 0, output
+    assert f"written to {checkpoint / 'eval.json'}" in output
+    # RUN/eval.json stays the final adapter's: report and --compare find it there.
+    final = read_eval(tiny_run)
+    assert final.adapter == str(tiny_run / "adapter") and final.metrics["problems"] == 2
+    assert read_eval(checkpoint).adapter == str(checkpoint)
+    assert read_eval(checkpoint).run == str(tiny_run)
+    code, output = run_eval("--compare", str(tiny_run), str(checkpoint))
+    assert code == 0, output
+    # Each label with its own evaluation (the final adapter's on 2 problems, the checkpoint's 1).
+    assert ("differ in data: run: ('synthetic', 'test', 0, 2); checkpoint-4: ('synthetic', "
+            "'test', 0, 1)") in output
+    result = CliRunner().invoke(app, ["report", str(tiny_run)])
+    assert result.exit_code == 0, result.output
+    html = (tiny_run / "report.html").read_text()
+    assert f"<th>adapter</th><td>{tiny_run / 'adapter'}</td>" in html
+    assert "<th>problems</th><td>2</td>" in html

@@ -84,7 +84,9 @@ def eval_command(
         show_default=False)] = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Where to write eval.json. Default: RUN/eval.json when --adapter "
-                               "is a run directory, else ./eval.json.", show_default=False)] = None,
+                               "is a run directory or its adapter, CHECKPOINT/eval.json for one "
+                               "of its checkpoints, else ./eval.json.",
+        show_default=False)] = None,
     show: Annotated[int, typer.Option(
         min=0, help="Print the N problems with the lowest structure reward as aligned "
                     "teacher/student step tables.")] = 0,
@@ -116,4 +118,5 @@ def eval_command(
     console.print(results_table([result], [eval_label(result.path)]))
     for item in sorted(result.items, key=lambda item: item["structure"])[:show]:
         console.print(pair_table(scored_pair(item)))
-    console.print(f"written to {escape(str(result.path))}", highlight=False)
+    # soft_wrap: the path stays on one line, to be copy-pasted
+    console.print(f"written to {escape(str(result.path))}", highlight=False, soft_wrap=True)

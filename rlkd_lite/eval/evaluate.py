@@ -276,8 +276,8 @@ def _structure_parts(settings: EvalSettings, model: Any, tokenizer: Any) -> tupl
 
 
 def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalResult:
-    """Evaluate, write eval.json (to `output`, default RUN/eval.json for a run, else ./eval.json)
-    atomically, and return the result."""
+    """Evaluate, write eval.json (to `output`, default `default_eval_path`) atomically, and
+    return the result."""
     config, run_dir = _resolve(settings)
     ks = settings.ks if settings.ks is not None else tuple(
         k for k in DEFAULT_KS if k <= settings.samples)
@@ -358,10 +358,22 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
                   "judge": settings.judge, "normalize": settings.normalize,
                   "gsrm_adapter": settings.gsrm_adapter, "system_prompt": config.system_prompt},
         metrics=metrics, items=items,
-        path=Path(output) if output else (run_dir / EVAL_FILE if run_dir else Path(EVAL_FILE)))
+        path=Path(output) if output else default_eval_path(settings.adapter, run_dir))
     result.path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(result.path, result.to_json())
     return result
+
+
+def default_eval_path(adapter: str | None, run_dir: Path | None) -> Path:
+    """Where eval.json goes without --output: RUN/eval.json for a run's final adapter, beside
+    the adapter for one of its checkpoints (RUN/eval.json, which `report` shows, stays the final
+    adapter's), else ./eval.json."""
+    if run_dir is None or adapter is None:
+        return Path(EVAL_FILE)
+    adapter_path = Path(adapter).expanduser()
+    if adapter_path in (run_dir, run_dir / "adapter"):
+        return run_dir / EVAL_FILE
+    return adapter_path / EVAL_FILE
 
 
 def _structure(problems: Sequence[Problem], completions: Sequence[str], decomposer: Any,
