@@ -211,3 +211,14 @@ def test_init_adapter_refuses_other_lora_settings(tiny_model_dir, tiny_lora_conf
     assert str(error.value) == (f"{config_file}: the adapter's LoRA settings differ from the "
                                 f"student's: {differences} (the student's come from the recipe: "
                                 f"lora_rank, lora_alpha, lora_target_modules)")
+
+
+def test_adapter_dir_without_an_adapter_or_checkpoints_says_where_it_looked(tmp_path):
+    from rlkd_lite.errors import RlkdError
+    from rlkd_lite.models.loading import adapter_dir
+
+    (tmp_path / "checkpoints" / "checkpoint-3").mkdir(parents=True)  # cut off: nothing saved
+    with pytest.raises(RlkdError) as error:
+        adapter_dir(tmp_path)
+    assert str(error.value) == (f"{tmp_path}: no LoRA adapter here (expected adapter_config.json "
+                                f"in it or in {tmp_path / 'adapter'})")

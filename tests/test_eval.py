@@ -289,3 +289,22 @@ def test_a_checkpoint_is_evaluated_beside_it_not_over_the_runs_eval(tiny_run, ti
     html = (tiny_run / "report.html").read_text()
     assert f"<th>adapter</th><td>{tiny_run / 'adapter'}</td>" in html
     assert "<th>problems</th><td>2</td>" in html
+
+
+@pytest.mark.slow
+def test_a_run_without_its_final_adapter_points_at_its_newest_checkpoint(
+        tmp_path, tiny_model_dir, tiny_peft_model, monkeypatch):
+    """A run killed before it saved adapter/: the error names the checkpoint to evaluate."""
+    monkeypatch.chdir(tmp_path)
+    run = make_run(tmp_path / "run", tiny_model_dir)
+    for step in (2, 10, 12):
+        folder = run / "checkpoints" / f"checkpoint-{step}"
+        tiny_peft_model.save_pretrained(str(folder), selected_adapters=["default"])
+        if step != 12:  # checkpoint-12 was cut off mid-save: the Trainer writes this last
+            (folder / "trainer_state.json").write_text("{}")
+    code, output = run_eval("--adapter", str(run), "--data", "synthetic", "--limit", "1")
+    assert code == 1
+    assert output.endswith(
+        f"error: {run}: no LoRA adapter here (expected adapter_config.json in it or in "
+        f"{run / 'adapter'}); the run saved no final adapter (stopped early?), but its newest "
+        f"checkpoint has one: {run / 'checkpoints' / 'checkpoint-10'}")

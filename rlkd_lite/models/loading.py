@@ -160,8 +160,15 @@ def adapter_dir(path: str | Path) -> Path:
     for candidate in (p, p / "adapter"):
         if (candidate / "adapter_config.json").is_file():
             return candidate
+    from rlkd_lite.train.run_dir import RunDir
+
+    # A run killed before the end saved no adapter/, but its checkpoints each hold one.
+    checkpoint = RunDir(p).last_checkpoint()
+    hint = (f"; the run saved no final adapter (stopped early?), but its newest checkpoint has "
+            f"one: {checkpoint}" if checkpoint and (checkpoint / "adapter_config.json").is_file()
+            else "")
     raise RlkdError(f"{p}: no LoRA adapter here (expected adapter_config.json in it or in "
-                    f"{p / 'adapter'})")
+                    f"{p / 'adapter'}){hint}")
 
 
 def load_adapter_weights(model: Any, path: str | Path, adapter_name: str) -> None:
