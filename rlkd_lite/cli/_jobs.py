@@ -7,7 +7,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from rlkd_lite.cli._common import console, err_console
+from rlkd_lite.cli._common import console, err_console, user_errors
+from rlkd_lite.data.resumable import REQUEST_FAILED
+from rlkd_lite.errors import RlkdError
 
 ApiBase = Annotated[Optional[str], typer.Option(
     help="Root URL of an OpenAI-compatible chat-completions API, e.g. https://api.openai.com/v1 "
@@ -41,6 +43,18 @@ def make_client(api_base: str, api_model: Optional[str], api_key_env: str, concu
         err_console.print(f"[yellow]note:[/] ${escape(api_key_env)} is not set: requests carry "
                           f"no API key", highlight=False)
     return client
+
+
+def finish_job(title: str, summary: dict[str, Any]) -> None:
+    """Print the counts of a resumable job (see `ResumableOutput.summary`); a job that accepted
+    nothing because its requests failed is an error, so that a script stops there."""
+    print_summary(title, summary)
+    failed = summary["rejected"].get(REQUEST_FAILED, 0)
+    with user_errors():
+        if failed and not summary["accepted"]:
+            raise RlkdError(f"nothing accepted: {failed} request(s) failed (details in "
+                            f"{summary['rejects']}). Check --api-base, --api-model and the "
+                            f"server, then run again: failed items are retried.")
 
 
 def print_summary(title: str, summary: dict[str, Any]) -> None:

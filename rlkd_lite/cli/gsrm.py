@@ -8,10 +8,8 @@ import typer
 from rlkd_lite.cli import app
 from rlkd_lite.cli._common import console, user_errors
 from rlkd_lite.cli._jobs import (ApiBase, ApiKeyEnv, ApiModel, Backoff, Concurrency, Rejects,
-                                 Retries, Timeout, make_client, print_summary)
+                                 Retries, Timeout, make_client, finish_job)
 from rlkd_lite.data.openai_client import DEFAULT_API_KEY_ENV
-from rlkd_lite.data.resumable import REQUEST_FAILED
-from rlkd_lite.errors import RlkdError
 
 gsrm_app = typer.Typer(
     help="The GSRM adapter: label decomposition examples, then train the adapter on them.",
@@ -75,14 +73,7 @@ def label(
             summary = gsrm.label_from_file(source, out)
         else:
             raise InputError(f"--from {source!r}: expected rules, api or a path to a .jsonl file")
-    print_summary("gsrm label", summary)
-    with user_errors():
-        failed = summary["rejected"].get(REQUEST_FAILED, 0)
-        # A run that got nothing because its requests failed must stop a script that goes on.
-        if failed and not summary["accepted"]:
-            raise RlkdError(f"nothing accepted: {failed} request(s) failed (details in "
-                            f"{summary['rejects']}). Check --api-base, --api-model and the "
-                            f"server, then run again: failed items are retried.")
+    finish_job("gsrm label", summary)
 
 
 @gsrm_app.command()

@@ -8,10 +8,8 @@ import typer
 from rlkd_lite.cli import app
 from rlkd_lite.cli._common import user_errors
 from rlkd_lite.cli._jobs import (ApiBase, ApiKeyEnv, ApiModel, Backoff, Concurrency, Rejects,
-                                 Retries, Timeout, make_client, print_summary)
+                                 Retries, Timeout, make_client, finish_job)
 from rlkd_lite.data.openai_client import DEFAULT_API_KEY_ENV
-from rlkd_lite.data.resumable import REQUEST_FAILED
-from rlkd_lite.errors import RlkdError
 
 
 @app.command()
@@ -80,11 +78,4 @@ def teach(
                                    max_new_tokens=max_new_tokens, temperature=temperature)
         summary = generate_teacher_traces(problems, teacher, out, samples=samples,
                                           system_prompt=system_prompt or TEACHER_SYSTEM_PROMPT)
-    print_summary("teach", summary)
-    with user_errors():
-        failed = summary["rejected"].get(REQUEST_FAILED, 0)
-        # A run that got nothing because its requests failed must stop a script that goes on.
-        if failed and not summary["accepted"]:
-            raise RlkdError(f"nothing accepted: {failed} request(s) failed (details in "
-                            f"{summary['rejects']}). Check --api-base, --api-model and the "
-                            f"server, then run again: failed items are retried.")
+    finish_job("teach", summary)
