@@ -52,9 +52,11 @@ def test_parse_keeps_a_last_part_that_is_itself_the_closing_phrase():
     assert parse_steps(head + "[Answer 1]: So the final answer is 72.") == \
         [Step("m", "q", "So the final answer is 72.")]
     assert parse_steps(head + "[Answer 1]: #### 72") == [Step("m", "q", "#### 72")]
-    # On the part's own line the phrase is the part's text; on a later line it is cut.
+    # After the part's own text, on its line or a later one, the phrase is cut.
     assert parse_steps(head + "[Answer 1]: 72, so the final answer is 72.") == \
-        [Step("m", "q", "72, so the final answer is 72.")]
+        [Step("m", "q", "72")]
+    assert parse_steps(head + "[Answer 1]: $123. So the final answer is 123.") == \
+        [Step("m", "q", "$123.")]
     assert parse_steps(head + "[Answer 1]:\nThe final answer is 72.\n#### 72") == \
         [Step("m", "q", "The final answer is 72.")]
     assert parse_steps(head + "[Answer 1]: 72\n\nTherefore, the final answer is 72.") == \

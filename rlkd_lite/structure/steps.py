@@ -40,10 +40,10 @@ _META_OR_QUERY_NAMES = (r"meta[\s_-]*reasoning|meat[\s_-]*reasoning|sub[\s_-]*th
 _TAG = re.compile(rf"\[\s*({_META_OR_QUERY_NAMES}|answer)\s*\d*\s*\]\s*:?", re.IGNORECASE)
 _STEP_START_TAG = re.compile(rf"\[\s*(?:{_META_OR_QUERY_NAMES})\s*\d*\s*\]", re.IGNORECASE)
 _TAG_NAME_JUNK = re.compile(r"[\s_-]+")
-# A closing "So the final answer is 72." / "#### 72" on a line after the last step's text
-# belongs to the whole solution, not to the last sub-problem's answer.
+# A closing "So the final answer is 72." / "#### 72" after the last step's own text belongs to
+# the whole solution, not to the last sub-problem's answer.
 _TRAILER = re.compile(
-    r"\n\s*(?:(?:so|thus|therefore|hence)?[\s,]*the\s+final\s+answer\s+is\b|####)",
+    r"\s*(?:(?:so|thus|therefore|hence)?[\s,]*the\s+final\s+answer\s+is\b|####)",
     re.IGNORECASE,
 )
 
@@ -93,8 +93,8 @@ def parse_steps(text: str) -> list[Step]:
       A tag starts a new step when its part comes at or before the previous part's place in
       meta -> sub-problem -> answer order, e.g. two answers in a row are two steps;
     - a part a step lacks is ""; a step with all three parts empty is dropped;
-    - a closing "So the final answer is ..." or "#### ..." on a line after the last part's own
-      text is cut from it; a part that is only such a line is kept as it is.
+    - a closing "So the final answer is ..." or "#### ..." after the last part's own text is
+      cut from it; a part that is only such a phrase is kept as it is.
     Text without any tag gives [].
     """
     text = think_text(text)
@@ -120,11 +120,11 @@ def parse_steps(text: str) -> list[Step]:
 
 
 def _without_trailer(body: str) -> str:
-    """`body` up to its closing "the final answer is" / "####" line, if text comes before it."""
+    """`body` up to its closing "the final answer is" / "####", if text comes before it."""
     for trailer in _TRAILER.finditer(body):
         # A trailer with no text before it is the part itself: never empty a part.
         if body[:trailer.start()].strip():
-            return body[:trailer.start()]
+            return body[:trailer.start()].rstrip(" \t\n,;")
     return body
 
 
