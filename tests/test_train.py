@@ -302,6 +302,7 @@ def test_steps_per_generation_must_fill_whole_groups(tiny_model_dir):
     ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
     ({"reward_weights": {"accuracy": "high"}}, "accuracy must be a number"),
     ({"method": "grpo", "reward_weights": {"structure": 15}}, "no reward to train on"),
+    ({"max_seq_length": 100, "max_prompt_length": 150}, r"\(150 \+ 12\) exceeds max_seq_le"),
 ])
 def test_values_that_would_fail_later_are_refused_before_any_model_loads(overrides, message):
     from rlkd_lite.errors import RlkdError
