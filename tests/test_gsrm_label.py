@@ -73,9 +73,20 @@ def test_rules_labelling_resumes_after_a_torn_line(tmp_path):
     assert out.unreadable_lines == 1
     summary = label_with_rules(problems, out)
     assert summary["skipped"] == 3 and summary["accepted"] == 3
+    assert summary["torn_lines_removed"] == 1
     # The torn line is gone (the file reads strictly again) and its item was redone: each once.
     ids = [row["id"] for row in read_lines(path)]
     assert sorted(ids) == sorted(p.id for p in problems)
+
+
+def test_a_file_that_is_not_this_jobs_output_is_refused_and_left_as_it_was(tmp_path):
+    notes = tmp_path / "notes.json"
+    notes.write_text('{\n  "important": "user data"\n}\n')
+    code, output = cli("gsrm", "label", "--from", "rules", "--data", "synthetic", "--subset", "2",
+                       "--output", str(notes))
+    assert code == 1
+    assert f"{notes}:1: cannot be read" in output and "choose another output file" in output
+    assert notes.read_text() == '{\n  "important": "user data"\n}\n'
 
 
 def test_labelling_into_an_output_made_for_other_problems_is_refused(tmp_path):

@@ -166,6 +166,19 @@ def test_too_few_problems_for_one_generation_is_an_error(tiny_model_dir, tmp_pat
     assert not (tmp_path / "run" / "adapter").exists()
 
 
+def test_a_completion_that_cannot_follow_the_longest_prompt_is_an_error(tiny_model_dir,
+                                                                          tmp_path):
+    from rlkd_lite.errors import RlkdError
+    from rlkd_lite.train.config import load_config
+    from rlkd_lite.train.run import run_training
+
+    config = load_config(TEST_RECIPE, {"model": str(tiny_model_dir), "max_seq_length": 64,
+                                       "output_dir": str(tmp_path / "run")})
+    with pytest.raises(RlkdError, match=r"longest prompt \(\d+ tokens\) plus "
+                                        r"max_completion_length \(12\) exceeds max_seq_length"):
+        run_training(config)
+
+
 def test_resume_refuses_a_changed_configuration(gsrm_run, tiny_model_dir, tmp_path):
     from rlkd_lite.errors import RlkdError
     from rlkd_lite.train.run import run_training
@@ -302,7 +315,6 @@ def test_steps_per_generation_must_fill_whole_groups(tiny_model_dir):
     ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
     ({"reward_weights": {"accuracy": "high"}}, "accuracy must be a number"),
     ({"method": "grpo", "reward_weights": {"structure": 15}}, "no reward to train on"),
-    ({"max_seq_length": 100, "max_prompt_length": 150}, r"\(150 \+ 12\) exceeds max_seq_le"),
 ])
 def test_values_that_would_fail_later_are_refused_before_any_model_loads(overrides, message):
     from rlkd_lite.errors import RlkdError

@@ -65,6 +65,9 @@ def print_summary(title: str, summary: dict[str, Any]) -> None:
         table.add_row(f"rejected: {reason}", str(count))
     if summary["skipped"]:
         table.add_row("skipped (done by an earlier run)", str(summary["skipped"]))
+    if summary.get("torn_lines_removed"):
+        table.add_row("torn lines removed (a crash; their items redone)",
+                      str(summary["torn_lines_removed"]))
     table.add_row("output", escape(summary["output"]))
     if summary["rejected"]:
         table.add_row("rejects", escape(summary["rejects"]))

@@ -36,7 +36,8 @@ class ResumableOutput:
 
     Every accepted row must carry a string "id". Lines of an earlier run that cannot be read
     (a line torn by a crash) are removed from the file, so that it stays readable as a whole,
-    and their items are redone; `unreadable_lines` counts them.
+    and their items are redone; `unreadable_lines` counts them. A file that is not this job's
+    output is refused, never rewritten.
     """
 
     def __init__(self, path: str | os.PathLike[str],
@@ -96,18 +97,27 @@ class ResumableOutput:
     def summary(self) -> dict[str, Any]:
         """What this run did: accepted, rejected (per reason), skipped as already decided."""
         return {"accepted": self.accepted, "rejected": dict(self.rejected),
-                "skipped": self.skipped, "output": str(self.path),
-                "rejects": str(self.rejects_path)}
+                "skipped": self.skipped, "torn_lines_removed": self.unreadable_lines,
+                "output": str(self.path), "rejects": str(self.rejects_path)}
 
     def _earlier_rows(self, path: Path) -> list[tuple[int, dict[str, Any]]]:
-        """(line, row) of what an earlier run wrote to `path`; unreadable lines are counted and
-        cut out of the file (atomically), so the rows are numbered as the file now stands."""
+        """(line, row) of what an earlier run wrote to `path`, numbered as the file now stands.
+
+        Lines torn by a crash are counted and cut out of the file (atomically). A line counts as
+        torn only in a file this job wrote: every readable line a record with an "id" (or the
+        file a single line). Anything else is someone else's file: an InputError, untouched."""
         if not path.is_file() or not path.read_bytes().strip():
             return []
         torn: list[InputError] = []
         rows = list(read_jsonl(path, on_error=torn.append))
-        if torn:
-            self.unreadable_lines += len(torn)
-            write_jsonl_atomic(path, [row for _, row in rows])
-            rows = list(enumerate((row for _, row in rows), 1))
-        return rows
+        if not torn:
+            return rows
+        ours = all("id" in row for _, row in rows) and (
+            rows or len(path.read_bytes().strip().splitlines()) == 1)
+        if not ours:
+            raise InputError(f"cannot be read ({torn[0].problem}), and the file does not look "
+                             f"like this job's output: choose another output file",
+                             path=str(path), line=torn[0].line)
+        self.unreadable_lines += len(torn)
+        write_jsonl_atomic(path, [row for _, row in rows])
+        return list(enumerate((row for _, row in rows), 1))

@@ -152,11 +152,6 @@ class RunConfig:
             if self.temperature <= 0:
                 raise RlkdError(f"temperature must be above 0 (GRPO samples), not "
                                 f"{self.temperature}")
-            if self.max_prompt_length + self.max_completion_length > self.max_seq_length:
-                # Unsloth refuses longer sequences in the middle of a run.
-                raise RlkdError(f"max_prompt_length + max_completion_length "
-                                f"({self.max_prompt_length} + {self.max_completion_length}) "
-                                f"exceeds max_seq_length ({self.max_seq_length})")
             if not self.active_rewards():
                 raise RlkdError(f"no reward to train on: reward_weights gives method "
                                 f"{self.method} no non-zero weight (grpo ignores structure)")

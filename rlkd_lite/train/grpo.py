@@ -77,15 +77,24 @@ def teacher_steps_json(problems: list[Problem], decomposer: Any, decomposer_id: 
     return [steps_to_json(decomposed[p.id] if p.reasoning else p.steps or []) for p in problems]
 
 
-def drop_long_prompts(rows: list[dict], tokenizer: Any, limit: int) -> list[dict]:
-    """GRPOConfig has no prompt-length bound any more; enforce max_prompt_length at load time."""
-    kept = [r for r in rows if len(tokenizer.apply_chat_template(
+def drop_long_prompts(rows: list[dict], tokenizer: Any, config: RunConfig) -> list[dict]:
+    """GRPOConfig has no prompt-length bound any more; enforce max_prompt_length at load time.
+    The longest prompt kept plus a full completion must fit in max_seq_length: Unsloth refuses
+    a longer sequence in the middle of the run."""
+    lengths = [len(tokenizer.apply_chat_template(
         r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-        <= limit]
+        for r in rows]
+    kept = [(row, n) for row, n in zip(rows, lengths) if n <= config.max_prompt_length]
     if len(kept) < len(rows):
         console.print(f"[yellow]warning:[/] dropped {len(rows) - len(kept)} problems whose "
-                      f"prompt exceeds max_prompt_length={limit} tokens")
-    return kept
+                      f"prompt exceeds max_prompt_length={config.max_prompt_length} tokens")
+    longest = max((n for _, n in kept), default=0)
+    if longest + config.max_completion_length > config.max_seq_length:
+        raise RlkdError(f"the longest prompt ({longest} tokens) plus max_completion_length "
+                        f"({config.max_completion_length}) exceeds max_seq_length "
+                        f"({config.max_seq_length}): raise max_seq_length or lower "
+                        f"max_prompt_length or max_completion_length")
+    return [row for row, _ in kept]
 
 
 def grpo_args(config: RunConfig, run: RunDir, weights: list[float]) -> Any:
@@ -123,7 +132,7 @@ def build_grpo_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: 
         for row, steps in zip(rows, teacher_steps_json(problems, teacher_decomposer, teacher_id,
                                                        run, config.gsrm_batch_size)):
             row["teacher_steps"] = steps
-    rows = drop_long_prompts(rows, tokenizer, config.max_prompt_length)
+    rows = drop_long_prompts(rows, tokenizer, config)
     # TRL draws whole generations of distinct prompts; with fewer it trains 0 steps, silently.
     needed = config.rollouts_per_generation() // config.num_generations
     if len(rows) < needed:
