@@ -159,6 +159,14 @@ def test_lexical_wording_is_still_token_overlap_with_signs_kept():
                   problem("a -5", "a 5")]) == [True, True, False]
 
 
+def test_a_calculation_cut_from_its_parentheses_still_matches_by_its_tokens():
+    # The rules decomposer reads "(3*4 = 12)" as the sub-problem "(3*4", which has no value.
+    judge = LexicalJudge()
+    assert judge([problem("3*4", "(3*4"), problem("48/2", "48/2,"), problem("5 * 3", "5 * 3 ."),
+                  problem("3*4", "(4*3")]) == [True, True, True, True]
+    assert judge([answer("\u22125", "-5"), answer("\u22125", "5")]) == [True, False]
+
+
 def test_lexical_expressions_without_a_value_fall_back_to_tokens_and_never_raise():
     judge = LexicalJudge()
     huge = "9^9^9^9^9"
@@ -166,9 +174,9 @@ def test_lexical_expressions_without_a_value_fall_back_to_tokens_and_never_raise
                   problem(huge, "9^9^9^9^8"),
                   problem("(" * 99 + "1" + ")" * 99, "1"),
                   problem("-" * 198 + "1", "-" * 198 + "1 "),  # deep, but evaluated
-                  problem("(" * 300 + "1" + ")" * 300, "1"),  # too long to evaluate: no value
+                  problem("(" * 300 + "1" + ")" * 300, "1"),  # too long to evaluate: tokens
                   problem("1" * 5000 + "+1", "1+" + "1" * 5000),  # no value on either side
-                  problem("(-8)^(1/3)", "(1/3)^(-8)"),  # no real value on one side
+                  problem("(-8)^(1/3)", "(1/3)^(-8)"),  # no real value on one side: tokens
                   problem("1/0", "0/1"),
                   answer("1e5", "100000")]) == \
-        [True, False, True, True, False, True, False, False, False]
+        [True, False, True, True, True, True, True, False, False]

@@ -68,10 +68,11 @@ class ExactJudge:
 # operators. Operators are tokens so that "48/2" and "48*2" are different sub-problems. A
 # minus glued to a word or number ("5-3") is an operator; one after a space ("is -5") is read
 # as a sign here, and as subtraction again in `_tokens` when a number comes before it.
-_UNSIGNED_NUMBER = r"[0-9][0-9,]*(?:\.[0-9]+)?|\.[0-9]+"
+_UNSIGNED_NUMBER = r"[0-9](?:,?[0-9])*(?:\.[0-9]+)?|\.[0-9]+"  # a comma only between digits
 _TOKEN = re.compile(rf"[^\W\d_]+|{_UNSIGNED_NUMBER}|(?<![\w.)])-\$?(?:{_UNSIGNED_NUMBER})"
                     r"|[-+*/×÷^=%]")
 _OPERATOR_SPELLINGS = {"×": "*", "÷": "/", "x": "*"}
+_TYPESET_MINUS = "\u2212"  # read as "-", as rlkd_lite.data.answers does
 # Words that carry no content in a sub-problem or meta-reasoning sentence.
 _STOP_WORDS = frozenset(
     "a an the of to in on at for by with from and or but so then than as is are was were be been "
@@ -133,7 +134,7 @@ def _tokens(text: str) -> _Tokens:
     words, numbers, every = set(), [], []
     previous = ""  # the token before, stop words included
     divides_number = False  # whether the last "/" came right after a number
-    for token in _TOKEN.findall(text.lower()):
+    for token in _TOKEN.findall(text.lower().replace(_TYPESET_MINUS, "-")):
         if token[-1] in _DIGITS:
             if token[0] == "-" and previous[-1:] in _DIGITS:  # "12 -5": a subtraction
                 words.add("-")
@@ -167,7 +168,7 @@ def _arithmetic(expression: tuple[str, ...]) -> bool:
 
 _MAX_EVALUATED_CHARACTERS = 200  # sub-problems and answers are short; junk is not evaluated
 _EVALUATION_SPELLING = str.maketrans({"x": "*", "×": "*", "÷": "/", "^": "**", "$": None,
-                                      "%": None})
+                                      "%": None, _TYPESET_MINUS: "-"})
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _LEADING_ZEROS = re.compile(r"(?<![\d.])0+(?=\d)")  # Python refuses "007"
 _BINARY_OPERATIONS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -232,7 +233,7 @@ class LexicalJudge:
     the same numbers and operators, in any order and spacing, and the same value: "48 / 2"
     matches "48/2" but not "48*2", which token overlap would pass (0.67) because the texts are
     so short, nor "2/48" (same tokens, another value), nor "6*4" (same value, another
-    computation). Expressions that neither side can evaluate ("48/2=24") are compared by tokens
+    computation). Where either side has no value ("48/2=24", "(3*4") the tokens decide
     alone. Identical texts (after normalisation) always match; a text with no content tokens
     matches only such a text. No unit conversion.
     """
@@ -268,9 +269,14 @@ class LexicalJudge:
             if teacher.numbers and student.numbers:
                 return teacher.numbers == student.numbers
         if both_expressions:
-            # Evaluated only for equal tokens, which keeps it off the common, cheap verdicts.
-            return teacher.expression == student.expression and \
-                _same_value(_value(pair.teacher), _value(pair.student))
+            if teacher.expression != student.expression:
+                return False
+            # Equal tokens: the values tell "48/2" from "2/48" where both sides have one; a
+            # side without one ("(3*4", cut from "(3*4 = 12)") leaves it to the tokens.
+            # Evaluated only here, which keeps it off the common, cheap verdicts.
+            teacher_value, student_value = _value(pair.teacher), _value(pair.student)
+            return (teacher_value is None or student_value is None
+                    or _same_value(teacher_value, student_value))
         return _dice(teacher.words, student.words) >= self.threshold
 
     def __call__(self, pairs: Sequence[JudgePair]) -> list[bool]:
