@@ -104,3 +104,31 @@ def test_the_last_checkpoint_is_the_newest_whose_state_reads(tmp_path):
             (folder / "trainer_state.json").write_text(state)
     # 10: no state yet (a save in progress); 3: torn by a crash; 2 is the last complete one.
     assert run.last_checkpoint() == run.checkpoints / "checkpoint-2"
+
+
+def test_only_the_main_process_of_a_distributed_run_holds_the_lock(tmp_path, monkeypatch):
+    run = RunDir(tmp_path / "run")
+    holder = hold_lock_in_another_process(run.path)  # rank 0
+    try:
+        monkeypatch.setenv("RANK", "1")
+        with run.locked():  # rank 1 of the same run goes on
+            assert (run.path / ".lock").read_text() == str(holder.pid)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_file_system_without_locks_lets_the_run_go_on_with_a_warning(tmp_path, monkeypatch,
+                                                                      caplog):
+    import errno
+    import fcntl
+
+    def no_locks(handle, operation):  # as on some network mounts
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    run = RunDir(tmp_path / "run")
+    with caplog.at_level("WARNING"), run.locked():
+        run.log_metrics({"step": 1})
+    assert "cannot lock the run directory (No locks available)" in caplog.text
+    assert run.metric_rows() == [{"step": 1}]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from typing import Any
 
 from rlkd_lite.data.jsonl import append_jsonl, read_jsonl, write_jsonl_atomic, write_text_atomic
 from rlkd_lite.errors import InputError, RlkdError
+
+log = logging.getLogger(__name__)
 
 # Fields that may differ between a run and its resumption without changing what is trained.
 RESUMABLE_CHANGES = {"max_steps", "save_steps", "logging_steps", "sample_every", "output_dir",
@@ -70,13 +73,17 @@ class RunDir:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the directory for this process: a second run into it (another terminal, a
+        """Hold the directory for this run: a second run into it (another terminal, a
         notebook) is refused instead of interleaving its logs and checkpoints with this one's.
-        An OS lock, so a crashed run leaves none behind. Where the OS has no `fcntl`
-        (Windows) the run goes on unguarded."""
+        An OS lock, so a crashed run leaves none behind. Under `accelerate launch` or `torchrun`
+        the main process (rank 0) holds it for all ranks. Where the OS or the file system has no
+        such locks (Windows, some network mounts) the run goes on unguarded."""
         try:
             import fcntl
         except ImportError:
+            yield
+            return
+        if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
             yield
             return
         created = not self.path.exists()
@@ -90,6 +97,11 @@ class RunDir:
                 holder = handle.read().strip() or "unknown"
                 raise RlkdError(f"{self.path} is in use by another run (process {holder}); wait "
                                 f"for it to finish or choose another --output-dir") from None
+            except OSError as exc:  # no locks on this file system
+                log.warning("%s: cannot lock the run directory (%s); a second run into it "
+                            "would not be refused", self.path, exc.strerror or exc)
+                yield
+                return
             handle.seek(0)
             handle.truncate()
             handle.write(str(os.getpid()))
