@@ -119,3 +119,13 @@ def test_parse_number_drops_a_percent_sign_and_reads_latex_thousands(text, value
 def test_a_marked_percent_matches_its_gold_answer():
     assert answers_match(extract_final_answer("#### 25%"), "25%")
     assert answers_match(extract_final_answer(r"\boxed{1{,}200}"), "1200")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("There are 3 options.\n#### B", "B"),       # a word or letter answer that ends the text
+    ("4*10=40\n#### forty", "forty"),
+    ("Balance: 100\n-20", "-20"),                # a minus at a line start is a sign
+    ("#### Final Answer\nThe answer is 72.", "72"),  # a heading mid-text is not the marker
+])
+def test_a_closing_marker_line_wins_and_a_new_line_keeps_a_sign(text, expected):
+    assert extract_final_answer(text) == expected

@@ -30,16 +30,20 @@ def extract_final_answer(text: str) -> str | None:
     """The final answer in `text`, cleaned ("$1,234." -> "1234"), or None if there is none.
 
     Only the part after the last `</think>` is searched when there is one (the reasoning may
-    try answers it later drops). In order of trust: the last `#### N` (a `####` not followed
-    by a number is a Markdown heading, not the marker), the last `\\boxed{N}` (nested braces
-    and `\\frac{a}{b}` allowed), the last "the answer is N" / "final answer: N", else the last
-    number. A minus right after a number ("5 - 3") is a subtraction, not a sign. A box with no
-    number gives its text as written, and so does the last `####` line when the text holds no
-    number at all, so non-numeric answers ("#### forty") still compare as strings.
+    try answers it later drops). In order of trust: a `####` line that ends the text (its
+    number, else its text as written, so "#### B" and "#### forty" still compare as strings),
+    the last `#### N` elsewhere (a `####` with text but no number after it, mid-text, is a
+    Markdown heading), the last `\\boxed{N}` (nested braces and `\\frac{a}{b}` allowed; a box
+    with no number gives its text), the last "the answer is N" / "final answer: N", else the
+    last number. A minus right after a number ("5 - 3") on the same line is a subtraction.
     """
     text = _plain(text)
     if _THINK_END in text:
         text = text.rsplit(_THINK_END, 1)[1]
+    marked = _HASHES_TEXT_RE.findall(text)
+    if marked and text.rstrip().endswith(marked[-1].rstrip()) and marked[-1].strip():
+        # A "####" line that ends the text is GSM8K's marker, whatever follows it ("#### B").
+        return _number_or_text(marked[-1])
     hashes = _HASHES_NUMBER_RE.findall(text)
     if hashes:
         return _clean(hashes[-1])
@@ -49,11 +53,7 @@ def extract_final_answer(text: str) -> str | None:
     phrases = _ANSWER_PHRASE_RE.findall(text)
     if phrases:
         return _clean(phrases[-1])
-    number = _last_number(text)
-    if number is not None:
-        return number
-    marked = _HASHES_TEXT_RE.findall(text)
-    return _number_or_text(marked[-1]) if marked else None
+    return _last_number(text)
 
 
 def parse_number(text: str) -> float | None:
@@ -96,8 +96,8 @@ def _last_number(text: str) -> str | None:
     number = last.group()
     # "5 - 3" is a subtraction: the minus of a number right after a number (or a closing
     # parenthesis) is an operator. A few characters back suffice to see that.
-    if number.startswith("-") and text[max(0, last.start() - 8):last.start()].rstrip()[-1:] in \
-            _BEFORE_BINARY_MINUS:
+    before = text[max(0, last.start() - 8):last.start()].rpartition("\n")[2]
+    if number.startswith("-") and before.rstrip()[-1:] in _BEFORE_BINARY_MINUS:
         number = number[1:]
     return _clean(number)
 

@@ -208,9 +208,14 @@ def _with_teacher_traces(problems: list[Problem],
             if problem.id in traces else problem for problem in problems]
 
 
+def question_key(question: str) -> str:
+    """A question as compared everywhere: case and spacing aside."""
+    return " ".join(question.casefold().split())
+
+
 def same_question(a: str, b: str) -> bool:
-    """The same question, whatever the whitespace."""
-    return a.split() == b.split()
+    """The same question, case and spacing aside."""
+    return question_key(a) == question_key(b)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from rich.table import Table
 from rlkd_lite.console import console, item_progress, status
 from rlkd_lite.data.answers import answers_match, extract_final_answer
 from rlkd_lite.data.jsonl import write_json_atomic
-from rlkd_lite.data.problems import Problem, load_problems, problems_to_rows
+from rlkd_lite.data.problems import Problem, load_problems, problems_to_rows, question_key
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.eval.alignment import ScoredPair
 from rlkd_lite.eval.passk import mean_pass_at_k
@@ -124,10 +124,6 @@ def run_config(run_dir: Path) -> RunConfig:
     return load_config(str(run_dir / "config.yaml"))
 
 
-def _question_key(question: str) -> str:
-    return " ".join(question.casefold().split())
-
-
 def check_no_overlap(problems: Sequence[Problem], run_dir: Path) -> None:
     """Refuse (RlkdError) when any problem was trained on by the run or by the runs it started
     from (`init_adapter`, e.g. SFT before RLKD).
@@ -144,8 +140,8 @@ def check_no_overlap(problems: Sequence[Problem], run_dir: Path) -> None:
         seen.append(pending.resolve())
         config = run_config(pending)
         training = load_run_problems(config)
-        questions = {_question_key(p.question) for p in training}
-        overlap = [p for p in problems if _question_key(p.question) in questions]
+        questions = {question_key(p.question) for p in training}
+        overlap = [p for p in problems if question_key(p.question) in questions]
         if overlap:
             named = ", ".join(repr(p.id) for p in overlap[:5])
             more = f" and {len(overlap) - 5} more" if len(overlap) > 5 else ""
