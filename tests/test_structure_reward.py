@@ -23,7 +23,7 @@ def reference_reward(T, S, same_problem, same_answer):
         if r and r[-1] == 0:
             r.append(0)
             continue
-        if T[i].meta or S[i].meta:
+        if T[i].meta.strip() or S[i].meta.strip():
             r.append(1 if same_problem(T[i].meta, S[i].meta) else 0)
         else:
             r.append(1 if same_problem(T[i].query, S[i].query) else 0)
@@ -123,8 +123,8 @@ def test_mismatched_batch_lengths_are_a_programming_error():
         structure_scores([T3], [], ExactJudge())
 
 
-# Small alphabets so that equal texts (matches) are common; "" is a step with no meta-reasoning.
-text_field = st.sampled_from(["", "a", "b", "c"])
+# Small alphabets so that equal texts (matches) are common; "" and " " are no meta-reasoning.
+text_field = st.sampled_from(["", " ", "a", "b", "c"])
 steps_field = st.lists(st.builds(Step, text_field, text_field, text_field), max_size=6)
 
 
