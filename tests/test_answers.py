@@ -126,6 +126,9 @@ def test_a_marked_percent_matches_its_gold_answer():
     ("4*10=40\n#### forty", "forty"),
     ("Balance: 100\n-20", "-20"),                # a minus at a line start is a sign
     ("#### Final Answer\nThe answer is 72.", "72"),  # a heading mid-text is not the marker
+    ("The answer is 18.\n\n#### Final Answer", "18"),  # nor a heading at the very end
+    ("The answer is \\boxed{18}.\n\n#### Step 3: Add the totals", "18"),
+    ("Four tens make forty.\n#### forty\n\nHope this helps!", "forty"),  # no number at all
 ])
 def test_a_closing_marker_line_wins_and_a_new_line_keeps_a_sign(text, expected):
     assert extract_final_answer(text) == expected

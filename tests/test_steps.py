@@ -57,6 +57,14 @@ def test_parse_keeps_a_last_part_that_is_itself_the_closing_phrase():
         [Step("m", "q", "72")]
     assert parse_steps(head + "[Answer 1]: $123. So the final answer is 123.") == \
         [Step("m", "q", "$123.")]
+    assert parse_steps(head + "[Answer 1]: 12 (the final answer is 72)") == [Step("m", "q", "12")]
+    assert parse_steps(head + "[Answer 1]: 72, also the final answer is 72.") == \
+        [Step("m", "q", "72")]
+    # Not inside a word, and never the part's only number.
+    assert parse_steps(head + "[Answer 1]: 5 bathe final answer is") == \
+        [Step("m", "q", "5 bathe final answer is")]
+    assert parse_steps(head + "[Answer 1]: Adding them up, the final answer is 72.") == \
+        [Step("m", "q", "Adding them up, the final answer is 72.")]
     assert parse_steps(head + "[Answer 1]:\nThe final answer is 72.\n#### 72") == \
         [Step("m", "q", "The final answer is 72.")]
     assert parse_steps(head + "[Answer 1]: 72\n\nTherefore, the final answer is 72.") == \

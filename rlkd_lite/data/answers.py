@@ -30,20 +30,16 @@ def extract_final_answer(text: str) -> str | None:
     """The final answer in `text`, cleaned ("$1,234." -> "1234"), or None if there is none.
 
     Only the part after the last `</think>` is searched when there is one (the reasoning may
-    try answers it later drops). In order of trust: a `####` line that ends the text (its
-    number, else its text as written, so "#### B" and "#### forty" still compare as strings),
-    the last `#### N` elsewhere (a `####` with text but no number after it, mid-text, is a
-    Markdown heading), the last `\\boxed{N}` (nested braces and `\\frac{a}{b}` allowed; a box
-    with no number gives its text), the last "the answer is N" / "final answer: N", else the
-    last number. A minus right after a number ("5 - 3") on the same line is a subtraction.
+    try answers it later drops). In order of trust: the last `#### N` (a `####` followed by
+    text, e.g. "#### Step 1: ...", is a Markdown heading), the last `\\boxed{N}` (nested braces
+    and `\\frac{a}{b}` allowed; a box with no number gives its text), the last "the answer is
+    N" / "final answer: N", the text of a `####` line that ends the text ("#### B", "####
+    forty": non-numeric answers compare as strings), the last number, else the text of the last
+    `####` line. A minus right after a number ("5 - 3") on the same line is a subtraction.
     """
     text = _plain(text)
     if _THINK_END in text:
         text = text.rsplit(_THINK_END, 1)[1]
-    marked = _HASHES_TEXT_RE.findall(text)
-    if marked and text.rstrip().endswith(marked[-1].rstrip()) and marked[-1].strip():
-        # A "####" line that ends the text is GSM8K's marker, whatever follows it ("#### B").
-        return _number_or_text(marked[-1])
     hashes = _HASHES_NUMBER_RE.findall(text)
     if hashes:
         return _clean(hashes[-1])
@@ -53,7 +49,13 @@ def extract_final_answer(text: str) -> str | None:
     phrases = _ANSWER_PHRASE_RE.findall(text)
     if phrases:
         return _clean(phrases[-1])
-    return _last_number(text)
+    marked = [m.strip() for m in _HASHES_TEXT_RE.findall(text) if m.strip()]
+    if marked and text.rstrip().endswith(marked[-1]):
+        return _number_or_text(marked[-1])  # GSM8K's marker, a word after it
+    number = _last_number(text)
+    if number is not None:
+        return number
+    return _number_or_text(marked[-1]) if marked else None
 
 
 def parse_number(text: str) -> float | None:

@@ -103,21 +103,26 @@ class ResumableOutput:
     def _earlier_rows(self, path: Path) -> list[tuple[int, dict[str, Any]]]:
         """(line, row) of what an earlier run wrote to `path`, numbered as the file now stands.
 
-        Lines torn by a crash are counted and cut out of the file (atomically). A line counts as
-        torn only in a file this job wrote: every readable line a record with an "id" (or the
-        file a single line). Anything else is someone else's file: an InputError, untouched."""
+        Lines torn by a crash are counted and cut out of the file (atomically). Only in a file
+        this job wrote: every readable line a record with an "id", every unreadable one the
+        start of a record ("{...") cut short. Anything else is someone else's file: an
+        InputError, and the file is left untouched."""
         if not path.is_file() or not path.read_bytes().strip():
             return []
-        torn: list[InputError] = []
-        rows = list(read_jsonl(path, on_error=torn.append))
-        if not torn:
+        unreadable: list[InputError] = []
+        rows = list(read_jsonl(path, on_error=unreadable.append))
+        if not unreadable:
             return rows
-        ours = all("id" in row for _, row in rows) and (
-            rows or len(path.read_bytes().strip().splitlines()) == 1)
-        if not ours:
-            raise InputError(f"cannot be read ({torn[0].problem}), and the file does not look "
-                             f"like this job's output: choose another output file",
-                             path=str(path), line=torn[0].line)
+        lines = path.read_bytes().split(b"\n")
+        # A torn line is the start of one of this job's records: "{..." cut short.
+        torn = [e for e in unreadable if lines[e.line - 1].lstrip().startswith(b"{")
+                and e.problem.startswith(("not valid JSON", "not UTF-8"))]
+        foreign = [e for e in unreadable if e not in torn]
+        if foreign or not all("id" in row for _, row in rows):
+            first = (foreign or unreadable)[0]
+            raise InputError(f"{first.problem}, and the file does not look like this job's "
+                             f"output: choose another output file", path=str(path),
+                             line=first.line)
         self.unreadable_lines += len(torn)
         write_jsonl_atomic(path, [row for _, row in rows])
         return list(enumerate((row for _, row in rows), 1))

@@ -43,9 +43,10 @@ _TAG_NAME_JUNK = re.compile(r"[\s_-]+")
 # A closing "So the final answer is 72." / "#### 72" after the last step's own text belongs to
 # the whole solution, not to the last sub-problem's answer.
 _TRAILER = re.compile(
-    r"\s*(?:(?:so|thus|therefore|hence)?[\s,]*the\s+final\s+answer\s+is\b|####)",
+    r"\s*(?:\b(?:(?:so|thus|therefore|hence|also)\b[\s,]*)?the\s+final\s+answer\s+is\b|####)",
     re.IGNORECASE,
 )
+_DIGIT = re.compile(r"\d")
 
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 
@@ -122,9 +123,11 @@ def parse_steps(text: str) -> list[Step]:
 def _without_trailer(body: str) -> str:
     """`body` up to its closing "the final answer is" / "####", if text comes before it."""
     for trailer in _TRAILER.finditer(body):
-        # A trailer with no text before it is the part itself: never empty a part.
-        if body[:trailer.start()].strip():
-            return body[:trailer.start()].rstrip(" \t\n,;")
+        before = body[:trailer.start()]
+        # Never empty a part, nor cut the only number it has ("Adding up, the final answer
+        # is 72."): then the phrase is the part's own text.
+        if before.strip() and (_DIGIT.search(before) or not _DIGIT.search(body, trailer.end())):
+            return before.rstrip(" \t\n,;(")
     return body
 
 
