@@ -165,6 +165,11 @@ def test_a_calculation_cut_from_its_parentheses_still_matches_by_its_tokens():
     assert judge([problem("3*4", "(3*4"), problem("48/2", "48/2,"), problem("5 * 3", "5 * 3 ."),
                   problem("3*4", "(4*3")]) == [True, True, True, True]
     assert judge([answer("\u22125", "-5"), answer("\u22125", "5")]) == [True, False]
+    # The cut parenthesis is dropped before evaluating, so the value still tells 48/2 from 2/48.
+    assert judge([problem("(48/2", "2/48"), problem("(48/2", "(2/48"),
+                  problem("48/2)", "48/2")]) == [False, False, True]
+    # A typeset minus takes part in the value check like "-".
+    assert judge([problem("3\u22125", "5\u22123"), answer("10\u22123", "7")]) == [False, True]
 
 
 def test_lexical_expressions_without_a_value_fall_back_to_tokens_and_never_raise():

@@ -128,13 +128,14 @@ _ARITHMETIC_OPERATORS = frozenset("+-*/^")
 
 @functools.lru_cache(maxsize=1 << 17)
 def _tokens(text: str) -> _Tokens:
+    text = text.replace(_TYPESET_MINUS, "-")
     if text.isascii() and text.isdigit():  # the most common answer, a plain whole number
         number = _number_token(text)
         return _Tokens(frozenset((number,)), frozenset((number,)), (number,))
     words, numbers, every = set(), [], []
     previous = ""  # the token before, stop words included
     divides_number = False  # whether the last "/" came right after a number
-    for token in _TOKEN.findall(text.lower().replace(_TYPESET_MINUS, "-")):
+    for token in _TOKEN.findall(text.lower()):
         if token[-1] in _DIGITS:
             if token[0] == "-" and previous[-1:] in _DIGITS:  # "12 -5": a subtraction
                 words.add("-")
@@ -188,13 +189,23 @@ def _value(expression: str) -> float | None:
     """
     if len(expression) > _MAX_EVALUATED_CHARACTERS:
         return None
-    spelled = expression.translate(_EVALUATION_SPELLING)
+    spelled = _balanced(expression.translate(_EVALUATION_SPELLING).strip())
     python = _LEADING_ZEROS.sub("", _THOUSANDS_COMMA.sub("", spelled))
     try:
         value = _evaluate(ast.parse(python.strip(), mode="eval").body)
     except (SyntaxError, ValueError, ArithmeticError, RecursionError, TypeError):
         return None
     return value if isinstance(value, float) and math.isfinite(value) else None
+
+
+def _balanced(expression: str) -> str:
+    """`expression` without the parentheses left open or closed at its ends: the rules
+    decomposer cuts "(48/2 = 24)" to "(48/2", which is the computation 48/2."""
+    while expression.startswith("(") and expression.count("(") > expression.count(")"):
+        expression = expression[1:].lstrip()
+    while expression.endswith(")") and expression.count(")") > expression.count("("):
+        expression = expression[:-1].rstrip()
+    return expression
 
 
 def _evaluate(node: ast.expr) -> float:
