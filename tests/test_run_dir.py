@@ -132,3 +132,21 @@ def test_a_file_system_without_locks_lets_the_run_go_on_with_a_warning(tmp_path,
         run.log_metrics({"step": 1})
     assert "cannot lock the run directory (No locks available)" in caplog.text
     assert run.metric_rows() == [{"step": 1}]
+
+
+def test_only_the_main_process_writes_the_run_directory(tmp_path, monkeypatch):
+    from rlkd_lite.train.config import load_config
+    from rlkd_lite.train.run import open_run
+
+    config = load_config("tiny-cpu", {"output_dir": str(tmp_path / "run")})
+    run = RunDir(tmp_path / "run")
+    run.prepare({"learning_rate": 0.5}, resume=False)
+    run.log_metrics({"step": 1})
+    monkeypatch.setenv("RANK", "1")  # another rank of a distributed run
+    with open_run(config, resume=False):
+        pass
+    assert run.metric_rows() == [{"step": 1}] and "0.5" in run.config.read_text()
+    monkeypatch.setenv("RANK", "0")
+    with open_run(config, resume=False):
+        pass
+    assert run.metric_rows() == [] and "0.5" not in run.config.read_text()

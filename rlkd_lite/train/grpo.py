@@ -77,24 +77,30 @@ def teacher_steps_json(problems: list[Problem], decomposer: Any, decomposer_id: 
     return [steps_to_json(decomposed[p.id] if p.reasoning else p.steps or []) for p in problems]
 
 
-def drop_long_prompts(rows: list[dict], tokenizer: Any, config: RunConfig) -> list[dict]:
-    """GRPOConfig has no prompt-length bound any more; enforce max_prompt_length at load time.
-    The longest prompt kept plus a full completion must fit in max_seq_length: Unsloth refuses
-    a longer sequence in the middle of the run."""
+def prompts_that_fit(rows: list[dict], tokenizer: Any, config: RunConfig) -> list[int]:
+    """The indices of the rows whose prompt is at most max_prompt_length tokens (GRPOConfig has
+    no prompt-length bound any more). The longest prompt kept plus a full completion must fit
+    in max_seq_length: Unsloth refuses a longer sequence in the middle of the run."""
     lengths = [len(tokenizer.apply_chat_template(
         r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
         for r in rows]
-    kept = [(row, n) for row, n in zip(rows, lengths) if n <= config.max_prompt_length]
+    kept = [i for i, n in enumerate(lengths) if n <= config.max_prompt_length]
     if len(kept) < len(rows):
         console.print(f"[yellow]warning:[/] dropped {len(rows) - len(kept)} problems whose "
                       f"prompt exceeds max_prompt_length={config.max_prompt_length} tokens")
-    longest = max((n for _, n in kept), default=0)
+    longest = max((lengths[i] for i in kept), default=0)
     if longest + config.max_completion_length > config.max_seq_length:
         raise RlkdError(f"the longest prompt ({longest} tokens) plus max_completion_length "
                         f"({config.max_completion_length}) exceeds max_seq_length "
                         f"({config.max_seq_length}): raise max_seq_length or lower "
                         f"max_prompt_length or max_completion_length")
-    return [row for row, _ in kept]
+    # TRL draws whole generations of distinct prompts; with fewer it trains 0 steps, silently.
+    needed = config.rollouts_per_generation() // config.num_generations
+    if len(kept) < needed:
+        raise RlkdError(f"{len(kept)} usable problem(s), but one generation needs {needed} "
+                        f"distinct prompts (per_device_train_batch_size × steps_per_generation "
+                        f"÷ num_generations): use more problems (subset) or a smaller batch")
+    return kept
 
 
 def grpo_args(config: RunConfig, run: RunDir, weights: list[float]) -> Any:
@@ -124,6 +130,9 @@ def build_grpo_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: 
     weights = config.active_rewards()
     decomposer = judge = None
     rows = problems_to_rows(problems, config.system_prompt)
+    # Before the teacher traces are decomposed: a run that cannot start fails at once.
+    kept = prompts_that_fit(rows, tokenizer, config)
+    problems, rows = [problems[i] for i in kept], [rows[i] for i in kept]
     if "structure" in weights:
         decomposer, _ = build_decomposer(config.decomposer, config, model, tokenizer)
         judge = build_judge(config, model, tokenizer)
@@ -132,13 +141,6 @@ def build_grpo_trainer(config: RunConfig, model: Any, tokenizer: Any, problems: 
         for row, steps in zip(rows, teacher_steps_json(problems, teacher_decomposer, teacher_id,
                                                        run, config.gsrm_batch_size)):
             row["teacher_steps"] = steps
-    rows = drop_long_prompts(rows, tokenizer, config)
-    # TRL draws whole generations of distinct prompts; with fewer it trains 0 steps, silently.
-    needed = config.rollouts_per_generation() // config.num_generations
-    if len(rows) < needed:
-        raise RlkdError(f"{len(rows)} usable problem(s), but one generation needs {needed} "
-                        f"distinct prompts (per_device_train_batch_size × steps_per_generation "
-                        f"÷ num_generations): use more problems (subset) or a smaller batch")
     last = LastBatch()
     reward_funcs, reward_weights = build_reward_functions(
         weights, last=last, answer_format=config.answer_format, decomposer=decomposer,

@@ -28,7 +28,7 @@ from rlkd_lite.data.problems import Problem, load_problems
 from rlkd_lite.errors import RlkdError
 from rlkd_lite.models.registry import check_model_name
 from rlkd_lite.train.config import RunConfig
-from rlkd_lite.train.run_dir import RunDir
+from rlkd_lite.train.run_dir import RunDir, is_main_process
 
 
 @dataclass
@@ -62,14 +62,15 @@ def open_run(config: RunConfig, *, resume: bool) -> Iterator[tuple[RunDir, Path 
     from (None for a new run)."""
     run = RunDir(Path(config.output_dir))
     with run.locked():
-        run.prepare(config.to_dict(), resume=resume)
         checkpoint = run.last_checkpoint() if resume else None
-        if resume and checkpoint is None:
-            console.print(f"[yellow]warning:[/] no checkpoint in {run.path} yet: starting from "
-                          f"step 0")
-        # The logs describe one run: lines past the checkpoint it restarts from (all of them
-        # when it starts afresh, e.g. after a crash before the first checkpoint) go.
-        run.forget_after(checkpoint_step(checkpoint))
+        if is_main_process():  # the other ranks of a distributed run only read the directory
+            run.prepare(config.to_dict(), resume=resume)
+            if resume and checkpoint is None:
+                console.print(f"[yellow]warning:[/] no checkpoint in {run.path} yet: starting "
+                              f"from step 0")
+            # The logs describe one run: lines past the checkpoint it restarts from (all of
+            # them when it starts afresh, e.g. after a crash before the first checkpoint) go.
+            run.forget_after(checkpoint_step(checkpoint))
         yield run, checkpoint
 
 

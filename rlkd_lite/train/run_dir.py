@@ -30,6 +30,13 @@ RESUMABLE_CHANGES = {"max_steps", "save_steps", "logging_steps", "sample_every",
                      "save_total_limit", "samples_per_log"}
 
 
+def is_main_process() -> bool:
+    """Rank 0 under `accelerate launch` / `torchrun` (their RANK, else LOCAL_RANK), or no
+    distributed launch at all: the one process that writes the run directory's own files."""
+    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+    return rank.strip() in ("", "0")
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -83,7 +90,7 @@ class RunDir:
         except ImportError:
             yield
             return
-        if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
+        if not is_main_process():
             yield
             return
         created = not self.path.exists()
