@@ -85,10 +85,11 @@ def test_a_file_that_is_not_this_jobs_output_is_refused_and_left_as_it_was(tmp_p
     code, output = cli("gsrm", "label", "--from", "rules", "--data", "synthetic", "--subset", "2",
                        "--output", str(notes))
     assert code == 1
-    assert f"{notes}:2: not valid JSON" in output and "choose another output file" in output
+    assert f"{notes}:1: not valid JSON" in output and "choose another output file" in output
     assert notes.read_text() == '{\n  "important": "user data"\n}\n'
     # A one-line file that is not a record of this job, nor one cut short, is kept too.
-    for foreign in ('[{"id": "a", "question": "q?"}]\n', "my important notes\n"):
+    for foreign in ('[{"id": "a", "question": "q?"}]\n', "my important notes\n",
+                    "{'id': 'x1', 'question': 'my notes'}\n{'id': 'x2', 'question': 'more'}\n"):
         notes.write_text(foreign)
         code, output = cli("gsrm", "label", "--from", "rules", "--data", "synthetic",
                            "--subset", "2", "--output", str(notes))

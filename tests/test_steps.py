@@ -65,6 +65,8 @@ def test_parse_keeps_a_last_part_that_is_itself_the_closing_phrase():
         [Step("m", "q", "5 bathe final answer is")]
     assert parse_steps(head + "[Answer 1]: Adding them up, the final answer is 72.") == \
         [Step("m", "q", "Adding them up, the final answer is 72.")]
+    assert parse_steps(head + "[Answer 1]: seventy-two\n#### 72") == \
+        [Step("m", "q", "seventy-two")]  # a closing "####" is always the solution's
     assert parse_steps(head + "[Answer 1]:\nThe final answer is 72.\n#### 72") == \
         [Step("m", "q", "The final answer is 72.")]
     assert parse_steps(head + "[Answer 1]: 72\n\nTherefore, the final answer is 72.") == \

@@ -103,10 +103,10 @@ class ResumableOutput:
     def _earlier_rows(self, path: Path) -> list[tuple[int, dict[str, Any]]]:
         """(line, row) of what an earlier run wrote to `path`, numbered as the file now stands.
 
-        Lines torn by a crash are counted and cut out of the file (atomically). Only in a file
-        this job wrote: every readable line a record with an "id", every unreadable one the
-        start of a record ("{...") cut short. Anything else is someone else's file: an
-        InputError, and the file is left untouched."""
+        A line torn by a crash is counted and cut out of the file (atomically): only the last
+        line, the start of a record ("{...") cut short, in a file whose other lines are all
+        records with an "id". Anything else is someone else's file: an InputError, and the file
+        is left untouched."""
         if not path.is_file() or not path.read_bytes().strip():
             return []
         unreadable: list[InputError] = []
@@ -114,8 +114,11 @@ class ResumableOutput:
         if not unreadable:
             return rows
         lines = path.read_bytes().split(b"\n")
-        # A torn line is the start of one of this job's records: "{..." cut short.
-        torn = [e for e in unreadable if lines[e.line - 1].lstrip().startswith(b"{")
+        last = max(n for n, line in enumerate(lines, 1) if line.strip())
+        # A crash tears the line being appended: the last one, a record ("{...") cut short.
+        # (Every run cuts it on opening, so an earlier one cannot sit under later lines.)
+        torn = [e for e in unreadable if e.line == last
+                and lines[e.line - 1].lstrip().startswith(b"{")
                 and e.problem.startswith(("not valid JSON", "not UTF-8"))]
         foreign = [e for e in unreadable if e not in torn]
         if foreign or not all("id" in row for _, row in rows):

@@ -244,7 +244,7 @@ class LexicalJudge:
     the same numbers and operators, in any order and spacing, and the same value: "48 / 2"
     matches "48/2" but not "48*2", which token overlap would pass (0.67) because the texts are
     so short, nor "2/48" (same tokens, another value), nor "6*4" (same value, another
-    computation). Where either side has no value ("48/2=24", "(3*4") the tokens decide
+    computation). Where either side has no value ("48/2=24", "1/0") the tokens decide
     alone. Identical texts (after normalisation) always match; a text with no content tokens
     matches only such a text. No unit conversion.
     """
@@ -283,7 +283,7 @@ class LexicalJudge:
             if teacher.expression != student.expression:
                 return False
             # Equal tokens: the values tell "48/2" from "2/48" where both sides have one; a
-            # side without one ("(3*4", cut from "(3*4 = 12)") leaves it to the tokens.
+            # side without one ("48/2=24", "1/0") leaves it to the tokens.
             # Evaluated only here, which keeps it off the common, cheap verdicts.
             teacher_value, student_value = _value(pair.teacher), _value(pair.student)
             return (teacher_value is None or student_value is None

@@ -124,9 +124,10 @@ def _without_trailer(body: str) -> str:
     """`body` up to its closing "the final answer is" / "####", if text comes before it."""
     for trailer in _TRAILER.finditer(body):
         before = body[:trailer.start()]
-        # Never empty a part, nor cut the only number it has ("Adding up, the final answer
-        # is 72."): then the phrase is the part's own text.
-        if before.strip() and (_DIGIT.search(before) or not _DIGIT.search(body, trailer.end())):
+        # Never empty a part, nor cut the only number it has with a phrase ("Adding up, the
+        # final answer is 72."): then the phrase is the part's own text. "####" is never.
+        own_number = not _DIGIT.search(before) and _DIGIT.search(body, trailer.end())
+        if before.strip() and (trailer.group().strip() == "####" or not own_number):
             return before.rstrip(" \t\n,;(")
     return body
 
