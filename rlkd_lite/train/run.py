@@ -63,7 +63,7 @@ def open_run(config: RunConfig, *, resume: bool) -> Iterator[tuple[RunDir, Path 
     run = RunDir(Path(config.output_dir))
     with run.locked():
         checkpoint = run.last_checkpoint() if resume else None
-        if is_main_process():  # the other ranks of a distributed run only read the directory
+        if is_main_process():  # not the other ranks of a distributed run: rank 0 sets it up
             run.prepare(config.to_dict(), resume=resume)
             if resume and checkpoint is None:
                 console.print(f"[yellow]warning:[/] no checkpoint in {run.path} yet: starting "
