@@ -77,17 +77,23 @@ def open_run(config: RunConfig, *, resume: bool) -> Iterator[tuple[RunDir, Path 
 def train_from(trainer: Any, checkpoint: Path | None, max_steps: int, run: RunDir) -> int:
     """Train up to `max_steps` from `checkpoint` (None: from the start); the steps done.
     A finished run that is resumed trains no further (the Trainer would take one more step)."""
+    if checkpoint is None:
+        trainer.train()
+        return trainer.state.global_step
+    from rlkd_lite.models.adapters import STUDENT_ADAPTER
+    from rlkd_lite.models.loading import load_adapter_weights
+
+    # The Trainer restores optimizer, scheduler and step; but with a second adapter saved in a
+    # sub-folder, transformers 5.17 reloads only the sub-folders and skips the student's own
+    # weights at the checkpoint root, so they are loaded here (for a finished run, to be saved).
+    load_adapter_weights(trainer.model, checkpoint, STUDENT_ADAPTER)
+    console.print(f"resuming from {checkpoint}")
     done = checkpoint_step(checkpoint)
     if done >= max_steps:
-        from rlkd_lite.models.adapters import STUDENT_ADAPTER
-        from rlkd_lite.models.loading import load_adapter_weights
-
-        # What the Trainer's resume would have restored: the trained adapter, to be saved.
-        load_adapter_weights(trainer.model, checkpoint, STUDENT_ADAPTER)
         console.print(f"{run.path} has trained {done} of max_steps {max_steps} steps already: "
                       f"nothing to train")
         return done
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trainer.train(resume_from_checkpoint=str(checkpoint))
     return trainer.state.global_step
 
 
@@ -139,15 +145,6 @@ def _train(config: RunConfig, problems: list[Problem], run: RunDir,
         from rlkd_lite.train.grpo import build_grpo_trainer
 
         trainer, run_log = build_grpo_trainer(config, model, tokenizer, problems, run)
-    if checkpoint is not None:
-        # The Trainer restores optimizer, scheduler and step; but with a second adapter saved in
-        # a sub-folder, transformers 5.17 reloads only the sub-folders and skips the student's
-        # own weights at the checkpoint root, so load those here.
-        from rlkd_lite.models.adapters import STUDENT_ADAPTER
-        from rlkd_lite.models.loading import load_adapter_weights
-
-        load_adapter_weights(model, checkpoint, STUDENT_ADAPTER)
-        console.print(f"resuming from {checkpoint}")
     steps = train_from(trainer, checkpoint, config.max_steps, run)
     seconds = time.perf_counter() - start
     last_metrics = run_log.latest or next(reversed(run.metric_rows()), {})
