@@ -70,7 +70,7 @@ def test_rules_labelling_resumes_after_a_torn_line(tmp_path):
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:3]) + lines[3][:25])
     out = ResumableOutput(path)
-    assert out.unreadable_lines == 1
+    assert out.torn_lines == 1
     summary = label_with_rules(problems, out)
     assert summary["skipped"] == 3 and summary["accepted"] == 3
     assert summary["torn_lines_removed"] == 1

@@ -36,7 +36,7 @@ class ResumableOutput:
 
     Every accepted row must carry a string "id". Lines of an earlier run that cannot be read
     (a line torn by a crash) are removed from the file, so that it stays readable as a whole,
-    and their items are redone; `unreadable_lines` counts them. A file that is not this job's
+    and their items are redone; `torn_lines` counts them. A file that is not this job's
     output is refused, never rewritten.
     """
 
@@ -48,7 +48,7 @@ class ResumableOutput:
             raise ValueError("the output and the rejects file must differ")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rejects_path.parent.mkdir(parents=True, exist_ok=True)
-        self.unreadable_lines = 0
+        self.torn_lines = 0
         accepted = self._earlier_rows(self.path)
         # Where each id was accepted, and for which question (checked by `pending`).
         self._accepted_question = {str(row["id"]): (line, row.get("question"))
@@ -97,7 +97,7 @@ class ResumableOutput:
     def summary(self) -> dict[str, Any]:
         """What this run did: accepted, rejected (per reason), skipped as already decided."""
         return {"accepted": self.accepted, "rejected": dict(self.rejected),
-                "skipped": self.skipped, "torn_lines_removed": self.unreadable_lines,
+                "skipped": self.skipped, "torn_lines_removed": self.torn_lines,
                 "output": str(self.path), "rejects": str(self.rejects_path)}
 
     def _earlier_rows(self, path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -107,13 +107,14 @@ class ResumableOutput:
         line, the start of a record ("{...") cut short, in a file whose other lines are all
         records with an "id". Anything else is someone else's file: an InputError, and the file
         is left untouched."""
-        if not path.is_file() or not path.read_bytes().strip():
+        content = path.read_bytes() if path.is_file() else b""
+        if not content.strip():
             return []
         unreadable: list[InputError] = []
         rows = list(read_jsonl(path, on_error=unreadable.append))
         if not unreadable:
             return rows
-        lines = path.read_bytes().split(b"\n")
+        lines = content.split(b"\n")
         last = max(n for n, line in enumerate(lines, 1) if line.strip())
         # A crash tears the line being appended: the last one, a record ("{...") cut short.
         # (Every run cuts it on opening, so an earlier one cannot sit under later lines.)
@@ -126,6 +127,6 @@ class ResumableOutput:
             raise InputError(f"{first.problem}, and the file does not look like this job's "
                              f"output: choose another output file", path=str(path),
                              line=first.line)
-        self.unreadable_lines += len(torn)
+        self.torn_lines += len(torn)
         write_jsonl_atomic(path, [row for _, row in rows])
         return list(enumerate((row for _, row in rows), 1))
