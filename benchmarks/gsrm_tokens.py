@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=500, help="Synthetic problems to count.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the synthetic problems.")
     args = parser.parse_args()
+    if args.problems < 1:
+        parser.error("--problems must be at least 1")
 
     tokenizer = AutoTokenizer.from_pretrained(qwen_tokenizer_dir())
 

@@ -32,9 +32,10 @@ def bench(
     steps: int = typer.Option(3, help="Steps per variant; the first is reported apart "
                               "(compilation, warm-up)."),
     judge_pairs_per_rollout: int = typer.Option(
-        12, help="Step pairs per rollout in the stand-alone llm-judge timing, which stands in "
-                 "for the judge a working GSRM would call once per generation (12: 4 aligned "
-                 "steps × meta, sub-problem, answer; 0 skips it)."),
+        12, min=0,
+        help="Step pairs per rollout in the stand-alone llm-judge timing, which stands in for "
+             "the judge a working GSRM would call once per generation (12: 4 aligned steps × "
+             "meta, sub-problem, answer; 0 skips it)."),
     workdir: Optional[Path] = typer.Option(None, help="Where the model and runs go "
                                            "(default: a new temporary directory)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results here."),
