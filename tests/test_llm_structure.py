@@ -216,24 +216,36 @@ def test_max_steps_keeps_first_steps_per_item(tiny_model, tiny_tokenizer, monkey
         decomposer(ITEMS, max_steps=[1])
 
 
-def test_step_limit_stops_when_a_step_past_the_limit_has_a_line(tiny_tokenizer):
+def _first_stop(tokenizer, text: str, limit: int) -> str | None:
+    """Feed `text` token by token to a `_StepLimit` and return the output it stops after."""
     prompt = [151644, 77091, 198]  # "<|im_start|>assistant\n"
-    text = render_steps([Step(f"meta {i}", f"query {i}", f"answer {i}") for i in (1, 2, 3)])
-    output = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
-    criterion = _StepLimit(tiny_tokenizer, [2, None], prompt_length=len(prompt))
-
-    first_stop = None
+    output = tokenizer(text, add_special_tokens=False)["input_ids"]
+    criterion = _StepLimit(tokenizer, [limit, None], prompt_length=len(prompt))
     for end in range(1, len(output) + 1):
         row = prompt + output[:end]
         done = criterion(torch.tensor([row, row]), scores=None)
         assert not done[1]  # no limit, never stopped
         if done[0]:
-            first_stop = end
-            break
-    assert first_stop is not None
-    so_far = tiny_tokenizer.decode(output[:first_stop])
-    assert so_far.endswith("[Meta-reasoning 3]: meta 3\n")
-    assert len(parse_steps(so_far)) == 3
+            return tokenizer.decode(output[:end])
+    return None
+
+
+def test_step_limit_stops_at_the_end_of_the_last_kept_answer(tiny_tokenizer):
+    text = render_steps([Step(f"meta {i}", f"query {i}", f"answer {i}") for i in (1, 2, 3)])
+    so_far = _first_stop(tiny_tokenizer, text, limit=2)
+    assert so_far is not None and so_far.endswith("[Answer 2]: answer 2\n")
+    assert len(parse_steps(so_far)) == 2
+
+    # An answer is only complete at its line end: "answer 2" could still grow.
+    assert _first_stop(tiny_tokenizer, text.split("\n[Meta-reasoning 3]")[0], limit=2) is None
+
+
+def test_step_limit_without_an_answer_stops_when_the_next_step_has_a_line(tiny_tokenizer):
+    text = ("[Meta-reasoning 1]: meta 1\n[Sub-problem 1]: query 1\n"
+            "[Meta-reasoning 2]: meta 2\n[Sub-problem 2]: query 2\n[Answer 2]: answer 2\n")
+    so_far = _first_stop(tiny_tokenizer, text, limit=1)
+    assert so_far is not None and so_far.endswith("[Meta-reasoning 2]: meta 2\n")
+    assert [step.query for step in parse_steps(so_far)[:1]] == ["query 1"]
 
 
 # --- prompts ---------------------------------------------------------------------------------

@@ -206,11 +206,14 @@ def decomposition_messages(question: str, reasoning: str, few_shot: bool) -> lis
 
 
 class _StepLimit(StoppingCriteria):
-    """Stopping criterion: a row is done once its output has more steps than its limit.
+    """Stopping criterion: a row is done once the last step its limit keeps is complete.
 
-    Steps are counted by `parse_steps` on the row's decoded output, only when the newest token
-    ends a line: in the tagged format each part is one line, so that is when a new step can
-    first be counted. Tokens are classified once and cached, so most calls only look up ids.
+    That is when the `limit`-th step's answer line has ended, or else (a step without an
+    answer) when a step past the limit has a line. Waiting for the next step, as a plain count
+    would, decodes its tag and meta-reasoning line for nothing: about 25 tokens a row. Steps are
+    counted by `parse_steps` on the row's decoded output, only when the newest token ends a
+    line: in the tagged format each part is one line, so that is when a part is complete.
+    Tokens are classified once and cached, so most calls only look up ids.
     """
 
     def __init__(self, tokenizer: Any, limits: list[int | None], prompt_length: int):
@@ -224,7 +227,8 @@ class _StepLimit(StoppingCriteria):
                 continue
             output = self.tokenizer.decode(input_ids[row, self.prompt_length:],
                                            skip_special_tokens=True)
-            done[row] = len(parse_steps(output)) > limit
+            steps = parse_steps(output)
+            done[row] = len(steps) > limit or (0 < limit == len(steps) and bool(steps[-1].answer))
         return torch.tensor(done, device=input_ids.device)
 
     def _token_ends_line(self, token: int) -> bool:
@@ -239,8 +243,9 @@ class GSRMDecomposer:
     `adapter` None runs the bare base model. `few_shot` (default: True exactly when `adapter`
     is None) adds worked examples to the prompt; a trained gsrm adapter is run zero-shot, on
     the prompt it was trained on (`decomposition_messages`). `max_steps` (per call, or a
-    default here) stops an item's generation once it has more steps than its limit and keeps
-    the first `limit` steps: the structure reward never looks past the teacher's step count.
+    default here) stops an item's generation once its `limit`-th step has its answer line and
+    keeps the first `limit` steps: the structure reward never looks past the teacher's step
+    count.
     Unparseable output gives [] for that item. After each call `last_counts` holds the work it
     did: generated tokens (`tokens`, padding not counted) and decode steps (`decode_steps`, one
     batched forward pass each, summed over generate calls), for throughput metrics.
