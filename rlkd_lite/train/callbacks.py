@@ -9,7 +9,7 @@ from transformers import TrainerCallback
 
 from rlkd_lite.structure.steps import render_steps
 from rlkd_lite.train.rewards import LastBatch
-from rlkd_lite.train.run_dir import RunDir
+from rlkd_lite.train.run_dir import RunDir, is_main_process
 
 
 class StageClock:
@@ -72,7 +72,8 @@ class StageClock:
 
 
 class RunLogCallback(TrainerCallback):
-    """Writes metrics.jsonl (every log) and samples.jsonl (every `sample_every` steps).
+    """Writes metrics.jsonl (every log) and samples.jsonl (every `sample_every` steps); in a
+    distributed run only the main process writes (the others keep `latest` for their bar).
 
     Step time is measured here (wall clock from step begin to step end, generation included)
     so it means the same for GRPO and SFT; tokens/s counts completion tokens per step.
@@ -98,8 +99,9 @@ class RunLogCallback(TrainerCallback):
         self.step_seconds = time.perf_counter() - self._step_start
         self.stages = self.clock.take()
         # Steps that share a generation (steps_per_generation) share its batch: write it once.
-        if self.last is not None and self.last.completions and (
-                self.last.completions is not self._sampled) and (
+        last = self.last
+        if state.is_world_process_zero and last is not None and last.completions and (
+                last.completions is not self._sampled) and (
                 state.global_step % self.sample_every == 0 or state.global_step == 1):
             self._write_samples(state.global_step)
             self._sampled = self.last.completions
@@ -127,7 +129,8 @@ class RunLogCallback(TrainerCallback):
             # The rollouts' decode steps: a batch decodes until its longest completion ends.
             row["completion_tokens_max"] = logs["completions/max_length"]
         self.latest = row
-        self.run.log_metrics(row)
+        if state.is_world_process_zero:
+            self.run.log_metrics(row)
 
     def _write_samples(self, step: int) -> None:
         last = self.last
@@ -225,12 +228,14 @@ class GracefulInterrupt(TrainerCallback):
 
 def run_callbacks(run: RunDir, last: LastBatch | None, config: Any, title: str
                   ) -> tuple[RunLogCallback, list[TrainerCallback]]:
-    """The callbacks every run gets; the log callback comes first so the bar shows fresh rows."""
+    """The callbacks every run gets; the log callback comes first so the bar shows fresh rows.
+    In a distributed run only the main process shows progress."""
     run_log = RunLogCallback(run, last, sample_every=config.sample_every,
                              samples_per_log=config.samples_per_log,
                              completions_per_step=config.per_device_train_batch_size
                              * config.gradient_accumulation_steps)
-    return run_log, [run_log, RichProgressCallback(run_log, title), GracefulInterrupt()]
+    progress = [RichProgressCallback(run_log, title)] if is_main_process() else []
+    return run_log, [run_log, *progress, GracefulInterrupt()]
 
 
 def drop_printer(trainer: Any) -> None:

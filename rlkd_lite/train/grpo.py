@@ -20,7 +20,7 @@ from rlkd_lite.structure.steps import steps_to_json
 from rlkd_lite.train.callbacks import RunLogCallback, drop_printer, run_callbacks
 from rlkd_lite.train.config import RunConfig
 from rlkd_lite.train.rewards import LastBatch, build_reward_functions
-from rlkd_lite.train.run_dir import RunDir
+from rlkd_lite.train.run_dir import RunDir, is_main_process
 from rlkd_lite.train.teacher_cache import decompose_teachers
 
 
@@ -68,7 +68,8 @@ def teacher_steps_json(problems: list[Problem], decomposer: Any, decomposer_id: 
         with status(f"decomposing {len(todo)} teacher traces ({decomposer_id})"):
             steps = decompose_teachers(
                 [DecomposeInput(p.question, p.reasoning or "") for p in todo], decomposer,
-                decomposer_id, run.cache / "teacher_steps.jsonl", batch_size=batch_size)
+                decomposer_id, run.cache / "teacher_steps.jsonl", batch_size=batch_size,
+                write_cache=is_main_process())
         decomposed = {p.id: s for p, s in zip(todo, steps)}
         empty = sum(1 for s in steps if not s)
         if empty:

@@ -33,7 +33,7 @@ from rlkd_lite.structure.judges import ExactJudge
 from rlkd_lite.structure.reward import structure_scores
 from rlkd_lite.structure.steps import Step, parse_steps, render_steps
 from rlkd_lite.train.config import RunConfig, doc, load_config
-from rlkd_lite.train.run_dir import RunDir
+from rlkd_lite.train.run_dir import RunDir, is_main_process
 
 # Reject reasons, as written to the rejects file.
 NO_REASONING = "no_reasoning"
@@ -344,11 +344,12 @@ def _train_gsrm(config: GsrmTrainConfig, train_examples: list[LabelExample],
     trainer, run_log = build_completion_trainer(config, model, tokenizer, kept, run, "gsrm")
     steps = train_from(trainer, checkpoint, config.max_steps, run)
     seconds = time.perf_counter() - start
-    save_student_adapter(model, run.adapter)  # the trained adapter is the model's `default`
-
-    evaluation, predictions = evaluate_gsrm_adapter(model, tokenizer, held_out, config)
-    write_json_atomic(run.path / "eval.json", evaluation)
-    write_jsonl_atomic(run.path / "eval_predictions.jsonl", predictions)
+    evaluation: dict[str, Any] = {}
+    if is_main_process():  # the other ranks of a distributed run hold the same adapter
+        save_student_adapter(model, run.adapter)  # the trained adapter is the model's `default`
+        evaluation, predictions = evaluate_gsrm_adapter(model, tokenizer, held_out, config)
+        write_json_atomic(run.path / "eval.json", evaluation)
+        write_jsonl_atomic(run.path / "eval_predictions.jsonl", predictions)
     return GsrmTrainResult(run.path, run.adapter, steps, seconds,
                            run_log.latest, evaluation, len(rows) - len(kept), model, tokenizer)
 

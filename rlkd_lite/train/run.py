@@ -149,15 +149,16 @@ def _train(config: RunConfig, problems: list[Problem], run: RunDir,
     seconds = time.perf_counter() - start
     last_metrics = run_log.latest or next(reversed(run.metric_rows()), {})
 
-    save_student_adapter(model, run.adapter)
     unchanged = None
     if fingerprint is not None:
         from rlkd_lite.models.adapters import adapter_state_fingerprint
 
         unchanged = adapter_state_fingerprint(model, GSRM_ADAPTER) == fingerprint
-    write_json_atomic(run.path / "summary.json", {
-        "method": config.method, "steps": steps, "seconds": round(seconds, 2),
-        "gsrm_unchanged": unchanged, "last_metrics": last_metrics})
+    if is_main_process():  # every rank holds the same adapter; one writes it
+        save_student_adapter(model, run.adapter)
+        write_json_atomic(run.path / "summary.json", {
+            "method": config.method, "steps": steps, "seconds": round(seconds, 2),
+            "gsrm_unchanged": unchanged, "last_metrics": last_metrics})
     return RunResult(run.path, steps, seconds, last_metrics, unchanged, model, tokenizer)
 
 

@@ -23,9 +23,12 @@ def cache_key(decomposer_id: str, question: str, reasoning: str) -> str:
 
 def decompose_teachers(items: Sequence[DecomposeInput], decomposer: Callable,
                        decomposer_id: str, cache_file: Path, batch_size: int = 64,
-                       on_batch: Callable[[int], None] | None = None) -> list[list[Step]]:
+                       on_batch: Callable[[int], None] | None = None,
+                       write_cache: bool = True) -> list[list[Step]]:
     """Steps for each teacher trace, from the cache where present, else decomposed in batches
-    (each batch appended to the cache as it finishes, so an interrupted run keeps its work)."""
+    (each batch appended to the cache as it finishes, so an interrupted run keeps its work).
+    `write_cache` False only reads the cache: the other processes of a distributed run, whose
+    appends would interleave with the main process's."""
     cached: dict[str, list[Step]] = {}
     if cache_file.is_file():
         for line in cache_file.read_text(encoding="utf-8").splitlines():
@@ -34,7 +37,8 @@ def decompose_teachers(items: Sequence[DecomposeInput], decomposer: Callable,
                 cached[row["key"]] = [Step(**s) for s in row["steps"]]
             except (ValueError, KeyError, TypeError):
                 continue  # a torn last line from a crash: recompute that item
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    if write_cache:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
     keys = [cache_key(decomposer_id, it.question, it.reasoning) for it in items]
     todo = [i for i, k in enumerate(keys) if k not in cached]
     for start in range(0, len(todo), batch_size):
@@ -42,7 +46,8 @@ def decompose_teachers(items: Sequence[DecomposeInput], decomposer: Callable,
         results = decomposer([items[i] for i in batch])
         for i, steps in zip(batch, results):
             cached[keys[i]] = list(steps)
-            append_jsonl(cache_file, {"key": keys[i], "steps": steps_to_dicts(steps)})
+            if write_cache:
+                append_jsonl(cache_file, {"key": keys[i], "steps": steps_to_dicts(steps)})
         if on_batch:
             on_batch(len(batch))
     return [cached[k] for k in keys]
