@@ -132,3 +132,30 @@ def test_a_marked_percent_matches_its_gold_answer():
 ])
 def test_a_closing_marker_line_wins_and_a_new_line_keeps_a_sign(text, expected):
     assert extract_final_answer(text) == expected
+
+
+NUMBERED = ("#### 1. Compute the total\nShe pays 3 + 4 = 7 dollars.\n"
+            "#### 2. Add the tip\nWith the tip, 7 + 2 = 9.")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (NUMBERED, "9"),
+    ("#### 1) Add them\n5 + 2 = 7", "7"),
+    ("#### 1. Compute the total\n#### 72", "72"),
+    ("She has 8 apples.\n#### 2. Check the count", "8"),   # a numbered heading at the end
+    ("#### 1. Count the apples\nFour and four make eight.", None),  # its number is no answer
+])
+def test_numbered_headings_are_not_the_answer_marker(text, expected):
+    assert extract_final_answer(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Step 1. 70 + 2\n#### 72", "72"),
+    ("10 - 15 = -5\n#### -5 \nHope this helps, 3 cheers!", "-5"),
+    ("#### 1,200\nThat was step 2.", "1200"),
+    ("#### $12.50\n", "12.50"),
+    ("#### 3.\nDone in 2 steps.", "3"),
+    ("#### 25 %\n", "25"),
+])
+def test_a_number_that_ends_its_line_is_the_answer_marker(text, expected):
+    assert extract_final_answer(text) == expected

@@ -73,6 +73,26 @@ def test_parse_keeps_a_last_part_that_is_itself_the_closing_phrase():
         [Step("m", "q", "72")]
 
 
+def test_parse_cuts_a_closing_phrase_in_bold_with_its_emphasis_markers():
+    head = "[Meta-reasoning 1]: m\n[Sub-problem 1]: q\n"
+    assert parse_steps(head + "[Answer 1]: 4\n**The final answer is 4**") == [Step("m", "q", "4")]
+    assert parse_steps(head + "[Answer 1]: 25 km. **So the final answer is 25.**") == \
+        [Step("m", "q", "25 km.")]
+    assert parse_steps(head + "[Answer 1]: 4\n*The final answer is 4.*") == [Step("m", "q", "4")]
+    assert parse_steps(head + "[Answer 1]: 4 (__the final answer is 4__)") == \
+        [Step("m", "q", "4")]
+    assert parse_steps(head + "[Answer 1]: 72\n**#### 72**") == [Step("m", "q", "72")]
+    # The part's own emphasis stays, even right before the phrase.
+    assert parse_steps(head + "[Answer 1]: **4**\n**The final answer is 4**") == \
+        [Step("m", "q", "**4**")]
+    assert parse_steps(head + "[Answer 1]: **4** the final answer is 4") == \
+        [Step("m", "q", "**4**")]
+    assert parse_steps(head + "[Answer 1]: *about* 4 **so the final answer is 4**") == \
+        [Step("m", "q", "*about* 4")]
+    assert parse_steps(head + "[Answer 1]: **So the final answer is 72.**") == \
+        [Step("m", "q", "**So the final answer is 72.**")]
+
+
 def test_parse_gives_empty_parts_for_missing_tags_and_splits_on_tag_order():
     # Indices are ignored: two sub-problems in a row are two steps, whatever their numbers.
     text = "[Sub-problem 1]: q1\n[Answer 1]: a1\n[Sub-problem 1]: q2\n[Meta-reasoning 3]: m3"

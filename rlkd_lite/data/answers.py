@@ -16,6 +16,9 @@ _NUMBER_RE = re.compile(_NUMBER)
 # GSM8K's answer marker is "####" followed by the number; "#### Step 1: ..." is a Markdown
 # heading, which instruct models write, and says nothing about the answer.
 _HASHES_NUMBER_RE = re.compile(rf"####[ \t]*({_NUMBER})")
+# So is a numbered heading ("#### 1. Compute the total", "#### 2) Add"), whose step number
+# would pass for the marker's: such lines are dropped before any answer is looked for.
+_NUMBERED_HEADING_RE = re.compile(r"^[ \t]*####[ \t]*\d+[.)][ \t]+\S.*$", re.MULTILINE)
 _HASHES_TEXT_RE = re.compile(r"####[ \t]*([^\n]*)")
 _ANSWER_PHRASE_RE = re.compile(
     rf"\b(?:final\s+answer|answer)\s*(?:is|:|=)[\s:=*]*({_NUMBER})", re.IGNORECASE)
@@ -30,16 +33,18 @@ def extract_final_answer(text: str) -> str | None:
     """The final answer in `text`, cleaned ("$1,234." -> "1234"), or None if there is none.
 
     Only the part after the last `</think>` is searched when there is one (the reasoning may
-    try answers it later drops). In order of trust: the last `#### N` (a `####` followed by
-    text, e.g. "#### Step 1: ...", is a Markdown heading), the last `\\boxed{N}` (nested braces
-    and `\\frac{a}{b}` allowed; a box with no number gives its text), the last "the answer is
-    N" / "final answer: N", the text of a `####` line that ends the text ("#### B", "####
-    forty": non-numeric answers compare as strings), the last number, else the text of the last
-    `####` line. A minus right after a number ("5 - 3") on the same line is a subtraction.
+    try answers it later drops), numbered headings ("#### 1. Compute the total") left out. In
+    order of trust: the last `#### N` (a `####` followed by text, e.g. "#### Step 1: ...", is a
+    Markdown heading), the last `\\boxed{N}` (nested braces and `\\frac{a}{b}` allowed; a
+    box with no number gives its text), the last "the answer is N" / "final answer: N", the
+    text of a `####` line that ends the text ("#### B", "#### forty": non-numeric answers
+    compare as strings), the last number, else the text of the last `####` line. A minus
+    right after a number ("5 - 3") on the same line is a subtraction.
     """
     text = _plain(text)
     if _THINK_END in text:
         text = text.rsplit(_THINK_END, 1)[1]
+    text = _NUMBERED_HEADING_RE.sub("", text)
     hashes = _HASHES_NUMBER_RE.findall(text)
     if hashes:
         return _clean(hashes[-1])

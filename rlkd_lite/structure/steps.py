@@ -41,9 +41,12 @@ _TAG = re.compile(rf"\[\s*({_META_OR_QUERY_NAMES}|answer)\s*\d*\s*\]\s*:?", re.I
 _STEP_START_TAG = re.compile(rf"\[\s*(?:{_META_OR_QUERY_NAMES})\s*\d*\s*\]", re.IGNORECASE)
 _TAG_NAME_JUNK = re.compile(r"[\s_-]+")
 # A closing "So the final answer is 72." / "#### 72" after the last step's own text belongs to
-# the whole solution, not to the last sub-problem's answer.
+# the whole solution, not to the last sub-problem's answer. Its opening emphasis ("**The final
+# answer is 4**") goes with it; a marker right after a letter or digit closes the part's own
+# ("**4** the final answer is 4"), and the phrase must not start inside a word.
 _TRAILER = re.compile(
-    r"\s*(?:\b(?:(?:so|thus|therefore|hence|also)\b[\s,]*)?the\s+final\s+answer\s+is\b|####)",
+    r"\s*(?:(?<![\w*])[*_]+)?(?:(?<![^\W_])(?:(?:so|thus|therefore|hence|also)\b[\s,]*)?"
+    r"the\s+final\s+answer\s+is\b|####)",
     re.IGNORECASE,
 )
 _DIGIT = re.compile(r"\d")
@@ -95,7 +98,8 @@ def parse_steps(text: str) -> list[Step]:
       meta -> sub-problem -> answer order, e.g. two answers in a row are two steps;
     - a part a step lacks is ""; a step with all three parts empty is dropped;
     - a closing "So the final answer is ..." or "#### ..." after the last part's own text is
-      cut from it; a part that is only such a phrase is kept as it is.
+      cut from it, with the emphasis that opens it ("**The final answer is 4**"); a part that
+      is only such a phrase is kept as it is.
     Text without any tag gives [].
     """
     text = think_text(text)
@@ -127,7 +131,7 @@ def _without_trailer(body: str) -> str:
         # Never empty a part, nor cut the only number it has with a phrase ("Adding up, the
         # final answer is 72."): then the phrase is the part's own text. "####" is never.
         own_number = not _DIGIT.search(before) and _DIGIT.search(body, trailer.end())
-        if before.strip() and (trailer.group().strip() == "####" or not own_number):
+        if before.strip() and (trailer.group().endswith("####") or not own_number):
             return before.rstrip(" \t\n,;(")
     return body
 
