@@ -156,6 +156,61 @@ def test_unsloth_backend_loads_an_alias_in_the_requested_precision(monkeypatch):
                          ("unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", True)]
 
 
+def test_a_pre_quantised_repo_is_refused_in_full_precision_before_any_download(monkeypatch):
+    """Its weights are 4-bit only: `load_in_4bit: false` would load it quantised, silently."""
+    from unsloth import FastLanguageModel
+
+    from rlkd_lite.errors import RlkdError
+    from rlkd_lite.models.loading import LoraSettings, load_student
+
+    class Loaded(Exception):
+        """Stops load_student once it has asked for the weights."""
+
+    requested = []
+
+    def record_request(name, **kwargs):
+        requested.append((name, kwargs["load_in_4bit"]))
+        raise Loaded
+
+    # Only the Hub loader is mocked: the tests never touch the network.
+    monkeypatch.setattr(FastLanguageModel, "from_pretrained", record_request)
+    lora = LoraSettings(rank=4, alpha=8, dropout=0.0, target_modules=("q_proj",))
+    repo = "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit"
+    with pytest.raises(RlkdError) as error:
+        load_student(repo, backend="unsloth", lora=lora, max_seq_length=256, load_in_4bit=False)
+    assert str(error.value) == (f"{repo} is a pre-quantised model (its name ends in 4bit): it "
+                                f"would load quantised although load_in_4bit is false. Name the "
+                                f"full-precision model instead, or set load_in_4bit: true")
+    assert requested == []
+    with pytest.raises(Loaded):  # in 4-bit it loads as before
+        load_student(repo, backend="unsloth", lora=lora, max_seq_length=256, load_in_4bit=True)
+    assert requested == [(repo, True)]
+
+
+def test_a_pre_quantised_folder_is_refused_in_full_precision(tiny_model_dir, tmp_path):
+    """Told from its config.json, as transformers would quantise it by that config."""
+    import json
+    import shutil
+
+    from rlkd_lite.errors import RlkdError
+    from rlkd_lite.models.loading import LoraSettings, load_student
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "tiny-bnb-4bit")
+    config = json.loads((folder / "config.json").read_text())
+    # What a model saved after loading in 4-bit with bitsandbytes carries.
+    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True,
+                                     "bnb_4bit_quant_type": "nf4"}
+    (folder / "config.json").write_text(json.dumps(config))
+
+    with pytest.raises(RlkdError) as error:
+        load_student(str(folder), backend="hf", lora=LoraSettings(**STUDENT_LORA),
+                     max_seq_length=256, load_in_4bit=False, gradient_checkpointing=False)
+    assert str(error.value) == (f"{folder} is a pre-quantised model (its config.json has a "
+                                f"quantization_config): it would load quantised although "
+                                f"load_in_4bit is false. Name the full-precision model instead, "
+                                f"or set load_in_4bit: true")
+
+
 STUDENT_LORA = dict(rank=4, alpha=8, dropout=0.0,
                     target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                     "up_proj", "down_proj"))

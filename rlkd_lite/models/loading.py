@@ -17,6 +17,7 @@ from typing import Any
 
 from rlkd_lite.errors import RlkdError
 from rlkd_lite.models.adapters import GSRM_ADAPTER, STUDENT_ADAPTER
+from rlkd_lite.models.checkpoints import last_checkpoint
 from rlkd_lite.models.registry import resolve_model
 
 BACKENDS = ("unsloth", "hf")
@@ -160,10 +161,8 @@ def adapter_dir(path: str | Path) -> Path:
     for candidate in (p, p / "adapter"):
         if (candidate / "adapter_config.json").is_file():
             return candidate
-    from rlkd_lite.train.run_dir import RunDir
-
     # A run killed before the end saved no adapter/, but its checkpoints each hold one.
-    checkpoint = RunDir(p).last_checkpoint()
+    checkpoint = last_checkpoint(p)
     hint = (f"; the run saved no final adapter (stopped early?), but its newest checkpoint has "
             f"one: {checkpoint}" if checkpoint and (checkpoint / "adapter_config.json").is_file()
             else "")

@@ -68,7 +68,8 @@ def resolve_model(name: str, backend: str = "unsloth", load_in_4bit: bool = True
     """Resolve an alias, a local directory or a Hub repo id (`org/name`) for `from_pretrained`.
 
     `load_in_4bit` False keeps an alias off Unsloth's pre-quantised copy: its weights are
-    4-bit only, so the model would load quantised whatever the caller asked for.
+    4-bit only, so the model would load quantised whatever the caller asked for. For the same
+    reason it refuses a pre-quantised repo or directory named directly.
     A packaged alias is converted to a local directory on first use (see packaged.py).
     """
     check_model_name(name)
@@ -82,6 +83,14 @@ def resolve_model(name: str, backend: str = "unsloth", load_in_4bit: bool = True
             return ResolvedModel(alias.unsloth_4bit_repo, True, name)
         return ResolvedModel(alias.hub_repo, False, name)
     if _is_repo_id(name):
-        return ResolvedModel(name, name.lower().endswith("4bit"))
-    config = (Path(name).expanduser() / "config.json").read_text(encoding="utf-8")
-    return ResolvedModel(str(Path(name).expanduser()), '"quantization_config"' in config)
+        # Judged by its name: reading the repo's config to decide would need the network.
+        resolved, why = ResolvedModel(name, name.lower().endswith("4bit")), "its name ends in 4bit"
+    else:
+        config = (Path(name).expanduser() / "config.json").read_text(encoding="utf-8")
+        resolved = ResolvedModel(str(Path(name).expanduser()), '"quantization_config"' in config)
+        why = "its config.json has a quantization_config"
+    if resolved.pre_quantized_4bit and not load_in_4bit:
+        raise RlkdError(f"{name} is a pre-quantised model ({why}): it would load quantised "
+                        f"although load_in_4bit is false. Name the full-precision model instead, "
+                        f"or set load_in_4bit: true")
+    return resolved

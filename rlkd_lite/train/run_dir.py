@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from typing import Any
 
 from rlkd_lite.data.jsonl import append_jsonl, read_jsonl, write_jsonl_atomic, write_text_atomic
 from rlkd_lite.errors import InputError, RlkdError
+from rlkd_lite.models.checkpoints import CHECKPOINTS, last_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class RunDir:
 
     @property
     def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINTS
 
     @property
     def cache(self) -> Path:
@@ -66,17 +66,8 @@ class RunDir:
         return self.path / "adapter"
 
     def last_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint: the Trainer writes trainer_state.json last, and not
-        atomically, so a checkpoint counts once that file reads as JSON."""
-        numbered = [p for p in self.checkpoints.glob("checkpoint-*")
-                    if p.name.split("-")[-1].isdigit()]
-        for path in sorted(numbered, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
-            try:
-                json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue  # not written, or torn by a crash: an older one it is
-            return path
-        return None
+        """The newest complete checkpoint (one whose trainer_state.json reads), or None."""
+        return last_checkpoint(self.path)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

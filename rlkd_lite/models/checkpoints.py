@@ -1,0 +1,27 @@
+"""Where a run keeps its Trainer checkpoints, and which is the newest complete one.
+
+In models/ rather than train/ because loading an adapter from a run directory needs it too, and
+a lower stage must not import a higher one.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CHECKPOINTS = "checkpoints"
+"""The folder in a run directory that the Trainer saves `checkpoint-N` folders into."""
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of the run in `run_dir`: the Trainer writes
+    trainer_state.json last, and not atomically, so a checkpoint counts once that file reads as
+    JSON."""
+    numbered = [p for p in (run_dir / CHECKPOINTS).glob("checkpoint-*")
+                if p.name.split("-")[-1].isdigit()]
+    for path in sorted(numbered, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not written, or torn by a crash: an older one it is
+        return path
+    return None
