@@ -18,7 +18,7 @@ _NUMBER_RE = re.compile(_NUMBER)
 _HASHES_NUMBER_RE = re.compile(rf"####[ \t]*({_NUMBER})")
 # So is a numbered heading ("#### 1. Compute the total", "#### 2) Add"), whose step number
 # would pass for the marker's: such lines are dropped before any answer is looked for.
-_NUMBERED_HEADING_RE = re.compile(r"^[ \t]*####[ \t]*\d+[.)][ \t]+\S.*$", re.MULTILINE)
+NUMBERED_HEADING = re.compile(r"^[ \t]*####[ \t]*\d+[.)][ \t]+\S.*$", re.MULTILINE)
 _HASHES_TEXT_RE = re.compile(r"####[ \t]*([^\n]*)")
 _ANSWER_PHRASE_RE = re.compile(
     rf"\b(?:final\s+answer|answer)\s*(?:is|:|=)[\s:=*]*({_NUMBER})", re.IGNORECASE)
@@ -44,7 +44,7 @@ def extract_final_answer(text: str) -> str | None:
     text = _plain(text)
     if _THINK_END in text:
         text = text.rsplit(_THINK_END, 1)[1]
-    text = _NUMBERED_HEADING_RE.sub("", text)
+    text = NUMBERED_HEADING.sub("", text)
     hashes = _HASHES_NUMBER_RE.findall(text)
     if hashes:
         return _clean(hashes[-1])

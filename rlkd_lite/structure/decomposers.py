@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from rlkd_lite.data.answers import NUMBERED_HEADING
 from rlkd_lite.errors import InputError
 from rlkd_lite.structure.steps import Step, looks_tagged, parse_steps, think_text
 
@@ -70,7 +71,8 @@ _FINAL_ANSWER_START = re.compile(
     r"(?:so|thus|therefore|hence)?[\s,]*(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)", re.IGNORECASE
 )
 # GSM8K's "#### N" ends the solution; other lines starting with "#" are Markdown headings
-# ("#### Step 1: Clips sold in May"), which instruct models write: text like any other line.
+# ("#### Step 1: Clips sold in May", "#### 1. Compute the total"), which instruct models write:
+# text like any other line.
 _ANSWER_MARKER = re.compile(r"####[ \t]*-?\$?[ \t]*\.?\d")
 _HEADING_HASHES = re.compile(r"#+[ \t]*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -132,7 +134,7 @@ class RulesDecomposer:
         for line in text.splitlines():
             line = line.strip()
             if line.startswith("#"):
-                if _ANSWER_MARKER.match(line):
+                if _ANSWER_MARKER.match(line) and not NUMBERED_HEADING.match(line):
                     break
                 line = _heading_sentence(line)
             if not line:
