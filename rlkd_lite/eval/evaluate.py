@@ -37,6 +37,7 @@ from rlkd_lite.data.problems import Problem, load_problems, problems_to_rows, qu
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.eval.alignment import ScoredPair
 from rlkd_lite.eval.passk import mean_pass_at_k
+from rlkd_lite.models.checkpoints import CHECKPOINTS
 from rlkd_lite.structure.decomposers import DECOMPOSER_NAMES, DecomposeInput, make_decomposer
 from rlkd_lite.structure.judges import JUDGE_NAMES, make_judge
 from rlkd_lite.structure.reward import StructureScore, structure_scores
@@ -114,7 +115,7 @@ def find_run_dir(adapter: str | Path) -> Path | None:
     candidates = [path]
     if path.name == "adapter":
         candidates.append(path.parent)
-    if path.parent.name == "checkpoints":
+    if path.parent.name == CHECKPOINTS:
         candidates.append(path.parent.parent)
     return next((c for c in candidates if (c / "config.yaml").is_file()), None)
 
