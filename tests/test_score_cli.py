@@ -246,6 +246,36 @@ def test_missing_file_and_missing_model(workdir):
     assert code == 1 and "--model is required by --decomposer gsrm and --judge llm" in output
 
 
+def test_bad_files_fail_before_the_model_loads(workdir):
+    write_lines(Path("student.jsonl"), {"id": "elsewhere", "reasoning": "x"})
+    code, output = score("teacher.jsonl", "student.jsonl", "--decomposer", "gsrm", "--model",
+                         "no/such-model")
+    assert code == 1 and "id(s) of teacher.jsonl are not in student.jsonl" in output
+    assert "no/such-model" not in output
+
+
+def test_a_model_backed_decomposer_runs_a_batch_at_a_time_under_a_progress_bar(capsys):
+    from rlkd_lite.eval.alignment import pair_files, score_pairs
+    from rlkd_lite.structure.decomposers import RulesDecomposer
+    from rlkd_lite.structure.judges import LexicalJudge
+
+    class BatchedRules(RulesDecomposer):
+        """The rules, called the way a model-backed decomposer (one with a batch_size) is."""
+        batch_size = 4
+        calls: list[int] = []
+
+        def __call__(self, items, max_steps=None):
+            self.calls.append(len(items))
+            return super().__call__(items)
+
+    paired = pair_files(EXAMPLES / "teacher.jsonl", EXAMPLES / "student.jsonl")
+    batched = score_pairs(paired, BatchedRules(), LexicalJudge())
+    assert BatchedRules.calls == [4, 4, 3]  # 11 traces without given steps
+    assert "decompose" in capsys.readouterr().err
+    at_once = score_pairs(paired, RulesDecomposer(), LexicalJudge())
+    assert [p.score.reward for p in batched.pairs] == [p.score.reward for p in at_once.pairs]
+
+
 @pytest.mark.slow
 def test_gsrm_decomposer_and_llm_judge_from_a_model_and_a_saved_adapter(
         workdir, tiny_model_dir, tiny_peft_model):

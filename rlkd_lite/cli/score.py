@@ -11,7 +11,7 @@ from rich.markup import escape
 from rlkd_lite.cli import app
 from rlkd_lite.cli._common import console, err_console, user_errors
 from rlkd_lite.errors import InputError
-from rlkd_lite.eval.alignment import score_files, write_report
+from rlkd_lite.eval.alignment import pair_files, score_pairs, write_report
 from rlkd_lite.eval.render import pair_table, summary_table
 from rlkd_lite.structure.decomposers import DECOMPOSER_NAMES, make_decomposer
 from rlkd_lite.structure.judges import JUDGE_NAMES, LexicalJudge, make_judge
@@ -61,6 +61,8 @@ def score(
 ) -> None:
     """Score how well student traces reproduce the step structure of teacher traces."""
     with user_errors():
+        # Bad files fail here, before a model spends minutes loading.
+        paired = pair_files(teacher, student, skip_bad=skip_bad)
         model_options = {}
         needs_model = [option for option, chosen in (
                            ("--decomposer gsrm", decomposer is DecomposerName.gsrm),
@@ -79,8 +81,7 @@ def score(
         chosen_decomposer = make_decomposer(
             decomposer.value, **(model_options if decomposer is DecomposerName.gsrm else {}))
         chosen_judge = make_judge(judge.value, **(model_options if judge is JudgeName.llm else {}))
-        result = score_files(teacher, student, chosen_decomposer, chosen_judge,
-                             normalize=normalize, skip_bad=skip_bad)
+        result = score_pairs(paired, chosen_decomposer, chosen_judge, normalize=normalize)
         for problem in result.problems[:_PROBLEMS_SHOWN]:
             err_console.print(f"[yellow]skipped:[/] {escape(str(problem))}", highlight=False)
         if len(result.problems) > _PROBLEMS_SHOWN:

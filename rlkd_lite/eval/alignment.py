@@ -240,24 +240,53 @@ class ScoreResult:
         return sorted(self.pairs, key=lambda p: p.score.reward)[:n]
 
 
-def score_files(teacher_path: str | Path, student_path: str | Path, decomposer: Decomposer,
-                judge: Judge, normalize: bool = False, skip_bad: bool = False) -> ScoreResult:
-    """Read, pair, decompose (one batched call) and score (one batched judge call) two trace files.
+@dataclass(frozen=True)
+class PairedTraces:
+    """Two trace files read, validated and paired: what `score_pairs` scores."""
 
-    Raises InputError for bad input (see `read_traces` and `pair_traces`); with `skip_bad`,
-    bad lines and unpaired records are skipped and listed in the result's `problems`.
+    pairs: list[tuple[Trace, Trace]]
+    """(teacher, student) records in teacher-file order."""
+    problems: list[InputError]
+    """Bad lines and unpaired records skipped (with `skip_bad`)."""
+
+
+def pair_files(teacher_path: str | Path, student_path: str | Path,
+               skip_bad: bool = False) -> PairedTraces:
+    """Read, validate and pair two trace files, before any model is loaded to score them.
+
+    Raises InputError for bad input (see `read_traces` and `pair_traces`) and when no pair is
+    left; with `skip_bad`, bad lines and unpaired records are skipped and listed in `problems`.
     """
     with _batch_gc():
         teacher = read_traces(teacher_path, skip_bad)
         student = read_traces(student_path, skip_bad)
         pairs, unpaired = pair_traces(teacher, student, skip_bad)
-        if not pairs:
-            raise InputError(f"no valid pairs to score in {teacher.path} and {student.path}")
+    if not pairs:
+        raise InputError(f"no valid pairs to score in {teacher.path} and {student.path}")
+    return PairedTraces(pairs, teacher.problems + student.problems + unpaired)
+
+
+def score_pairs(paired: PairedTraces, decomposer: Decomposer, judge: Judge,
+                normalize: bool = False) -> ScoreResult:
+    """Decompose the traces without given steps and score every pair (one batched judge call).
+
+    A model-backed decomposer (one with a `batch_size`) is called a batch at a time under a
+    progress bar: on a CPU, or with many traces, it runs for minutes.
+    """
+    pairs = paired.pairs
+    with _batch_gc():
         t_steps, s_steps = _decompose([t for t, _ in pairs] + [s for _, s in pairs], decomposer)
         scores = structure_scores(t_steps, s_steps, judge, normalize)
         scored = [ScoredPair(t.id if t.id is not None else t.position + 1, ts, ss, score)
                   for (t, _), ts, ss, score in zip(pairs, t_steps, s_steps, scores)]
-    return ScoreResult(scored, teacher.problems + student.problems + unpaired)
+    return ScoreResult(scored, paired.problems)
+
+
+def score_files(teacher_path: str | Path, student_path: str | Path, decomposer: Decomposer,
+                judge: Judge, normalize: bool = False, skip_bad: bool = False) -> ScoreResult:
+    """Read, pair, decompose and score two trace files: `pair_files`, then `score_pairs`."""
+    return score_pairs(pair_files(teacher_path, student_path, skip_bad), decomposer, judge,
+                       normalize)
 
 
 @contextlib.contextmanager
@@ -285,12 +314,22 @@ def _batch_gc() -> Iterator[None]:
 
 def _decompose(traces: Sequence[Trace],
                decomposer: Decomposer) -> tuple[list[list[Step]], list[list[Step]]]:
-    """Steps for every trace (given ones as they are, the rest in one decomposer call), split
-    back into the first and second half."""
+    """Steps for every trace (given ones as they are, the rest decomposed), split back into
+    the first and second half. Rule-based decomposers get all traces in one call."""
     todo = [i for i, t in enumerate(traces) if t.steps is None]
-    decomposed = (decomposer([DecomposeInput(traces[i].question, traces[i].reasoning)
-                              for i in todo])
-                  if todo else [])
+    items = [DecomposeInput(traces[i].question, traces[i].reasoning) for i in todo]
+    batch_size = getattr(decomposer, "batch_size", None)
+    if batch_size and items:
+        from rlkd_lite.console import item_progress
+
+        decomposed: list[list[Step]] = []
+        with item_progress("decompose") as progress:
+            task = progress.add_task("", total=len(items))
+            for start in range(0, len(items), batch_size):
+                decomposed += decomposer(items[start:start + batch_size])
+                progress.update(task, completed=len(decomposed))
+    else:
+        decomposed = decomposer(items) if items else []
     if len(decomposed) != len(todo):
         raise RlkdError(f"the decomposer returned {len(decomposed)} step lists "
                         f"for {len(todo)} traces")
