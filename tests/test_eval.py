@@ -156,6 +156,16 @@ def test_bad_k_is_refused_before_loading_anything(tiny_model_dir):
     assert code == 1 and "comma-separated integers" in output
 
 
+def test_a_path_without_an_adapter_is_refused_before_loading_anything(tmp_path):
+    # Data that cannot load (gsm8k needs the Hub) and a model that is not there: had either
+    # loaded first, the error would be about it.
+    for option in ("--adapter", "--gsrm-adapter"):
+        code, output = run_eval("--model", str(tmp_path / "no-model"), "--data", "gsm8k",
+                                option, str(tmp_path / "no-adapter"))
+        assert code == 1 and "no-adapter: no LoRA adapter here" in output, output
+        assert "not in a run directory" not in output and "Traceback" not in output
+
+
 def write_eval(path: Path, accuracy: float, structure: float, problems: int = 50,
                adapter: str | None = None) -> None:
     result = EvalResult(

@@ -213,7 +213,13 @@ def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
 # Evaluation
 
 def _resolve(settings: EvalSettings) -> tuple[RunConfig, Path | None]:
-    """The configuration the defaults come from, and the run directory of the adapter if any."""
+    """The configuration the defaults come from, and the run directory of the adapter if any.
+    A path that holds no adapter fails here, before the data and the model load."""
+    from rlkd_lite.models.loading import adapter_dir
+
+    for path in (settings.adapter, settings.gsrm_adapter):
+        if path:
+            adapter_dir(path)
     run_dir = find_run_dir(settings.adapter) if settings.adapter else None
     if run_dir is None:
         return load_config(settings.recipe), None
