@@ -44,6 +44,8 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
     assert "decompose ms/decode step" in result.output
     assert rlkd["judge_pairs"] == 2 * 4 and rlkd["judge_batch_s"] > 0  # 4 rollouts per step
     assert any("structure reward" in t["goal"] for t in report["targets"])
+    assert {t["met"] for t in report["targets"]} == {None}  # a CPU run is not judged
+    assert "not judged on a CPU" in result.output
     # --set reaches every variant's recipe; the variant still picks method and backend.
     for variant, method in (("rlkd-unsloth", "rlkd"), ("grpo-unsloth", "grpo")):
         config = yaml.safe_load((tmp_path / f"run-{variant}" / "config.yaml").read_text())
@@ -89,6 +91,10 @@ def test_targets_are_judged_from_the_numbers():
     assert find("peak GPU memory") == ("5.40 GiB", True)
     assert find("Unsloth GRPO step") == ("+11%", True)
     assert len(checks) == 4
+    # The same numbers from a CPU say nothing about the GPU targets.
+    on_cpu = check_targets([{**r, "device": "cpu"} for r in results], BenchTargets())
+    assert [(g, m) for g, m, _ in on_cpu] == [(g, m) for g, m, _ in checks]
+    assert {met for _, _, met in on_cpu} == {None}
 
 
 def test_a_judge_that_never_ran_in_the_steps_is_stood_in_for_by_its_own_timing():

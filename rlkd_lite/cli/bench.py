@@ -77,7 +77,8 @@ def bench(
                           f"{r['judge_batch_s']:.3f} s ({r['variant']})")
     checks = check_targets(results, BenchTargets())
     for goal, measured, met in checks:
-        mark = "[green]met[/]" if met else "[red]not met[/]"
+        mark = ("[dim]not judged on a CPU[/]" if met is None
+                else "[green]met[/]" if met else "[red]not met[/]")
         console.print(f"{mark}  {goal}: {measured}")
     if json_out:
         write_json_atomic(json_out, {"recipe": recipe, "shape": shape, "overrides": overrides,

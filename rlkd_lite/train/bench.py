@@ -183,8 +183,11 @@ def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int,
 
 def check_targets(results: list[dict[str, Any]], targets: BenchTargets
                   ) -> list[tuple[str, str, bool | None]]:
-    """(goal, measured, met) for each target the results can speak to."""
+    """(goal, measured, met) for each target the results can speak to. The targets are for the
+    reference workload on a GPU: on a CPU (no stage runs at a GPU's relative speeds, and the
+    plain-stack variant runs TRL's Triton kernel interpreted) `met` is None, not judged."""
     by = {r["variant"]: r for r in results if "error" not in r}
+    judged = all(r.get("device") != "cpu" for r in by.values())
     checks: list[tuple[str, str, bool | None]] = []
     rlkd, plain = by.get("rlkd-unsloth"), by.get("grpo-hf")
     if rlkd and plain:
@@ -205,7 +208,7 @@ def check_targets(results: list[dict[str, Any]], targets: BenchTargets
         extra = rlkd["step_time_s"] / grpo["step_time_s"] - 1
         checks.append(("structure reward adds ≤ 25% to the Unsloth GRPO step (issue 3)",
                        f"+{extra:.0%}", extra <= 0.25))
-    return checks
+    return checks if judged else [(goal, measured, None) for goal, measured, _ in checks]
 
 
 def structure_seconds(rlkd: dict[str, Any]) -> tuple[float, float, str]:
