@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,21 @@ from rich.console import Console
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-console = Console(stderr=True)
+LOG_WIDTH = 160
+"""Columns for output that goes to a file or a pipe: rich's default there is 80, which cuts
+tables apart in logs."""
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console for stdout or stderr; without a terminal (a log file, CI) and without COLUMNS
+    it is LOG_WIDTH wide."""
+    made = Console(stderr=stderr)
+    if made.is_terminal or made.is_jupyter or os.environ.get("COLUMNS"):
+        return made
+    return Console(stderr=stderr, width=LOG_WIDTH)
+
+
+console = make_console(stderr=True)
 
 
 @contextlib.contextmanager

@@ -118,11 +118,12 @@ def test_metrics_from_known_completions(tiny_run, monkeypatch):
 
 
 def test_refuses_to_evaluate_a_run_on_its_training_problems(tmp_path, tiny_model_dir,
-                                                            monkeypatch):
+                                                            tiny_peft_model, monkeypatch):
     monkeypatch.chdir(tmp_path)
     training = load_problems("synthetic", subset=6, split="train")
     write_problems_jsonl(tmp_path / "train.jsonl", training)
-    run = make_run(tmp_path / "run", tiny_model_dir, data=str(tmp_path / "train.jsonl"), subset=4)
+    run = make_run(tmp_path / "run", tiny_model_dir, tiny_peft_model,
+                   data=str(tmp_path / "train.jsonl"), subset=4)
 
     # The run's own file (its first 4 problems were trained on): refused, before any model loads.
     code, output = run_eval("--adapter", str(run), "--data", str(tmp_path / "train.jsonl"))
@@ -143,7 +144,8 @@ def test_refuses_to_evaluate_a_run_on_its_training_problems(tmp_path, tiny_model
 
     # A run started from this one (SFT -> RLKD) inherits its training problems (its own
     # synthetic seed-1 problems do not overlap other.jsonl).
-    child = make_run(tmp_path / "child", tiny_model_dir, init_adapter=str(run), seed=1)
+    child = make_run(tmp_path / "child", tiny_model_dir, tiny_peft_model, init_adapter=str(run),
+                     seed=1)
     code, output = run_eval("--adapter", str(child), "--data", str(tmp_path / "other.jsonl"))
     assert code == 1 and f"training set of run {run}" in output
 

@@ -356,3 +356,12 @@ def test_append_jsonl_starts_a_fresh_line_after_a_torn_one(tmp_path):
         handle.write('{"n": 2, "tru')  # a crash mid-write
     append_jsonl(path, {"n": 3})
     assert path.read_text().splitlines() == ['{"n": 1}', '{"n": 2, "tru', '{"n": 3}']
+
+
+def test_output_to_a_file_or_pipe_is_wide_enough_for_tables(monkeypatch):
+    from rlkd_lite.console import LOG_WIDTH, make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)  # pytest captures output: no terminal
+    assert make_console().width == make_console(stderr=True).width == LOG_WIDTH
+    monkeypatch.setenv("COLUMNS", "100")  # the user's choice wins
+    assert make_console().width == 100

@@ -5,13 +5,13 @@ import contextlib
 from collections.abc import Iterator
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from rlkd_lite.console import console as err_console  # progress and errors go to stderr
+from rlkd_lite.console import make_console
 from rlkd_lite.errors import RlkdError
 
-console = Console()
+console = make_console()
 
 
 @contextlib.contextmanager
