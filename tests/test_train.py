@@ -266,12 +266,47 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(tiny_model_dir, tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, output
+    assert proc.returncode == 130, output  # as a shell reports a command stopped by Ctrl-C
     assert "Ctrl-C" in output
     steps = [r["step"] for r in read_jsonl(run / "metrics.jsonl")]
     assert 1 <= steps[-1] < 200
     assert checkpoints(run) == [f"checkpoint-{steps[-1]}"]  # saved although save_steps=100
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["steps"] == steps[-1]
+    assert "run finished" not in output
+    assert (f"interrupted at step {steps[-1]} of 200; continue with: rlkd-lite train --recipe "
+            f"{run / 'config.yaml'} --resume") in " ".join(output.split())
+
+
+def test_an_interrupted_run_says_so_and_its_config_resumes_it(tiny_model_dir, tmp_path,
+                                                              monkeypatch):
+    """Ctrl-C in the first step, raised from inside the run: a result and summary that say
+    interrupted, a checkpoint, and a config.yaml that `--resume` accepts as the same run."""
+    import signal
+
+    from rlkd_lite.train.callbacks import GracefulInterrupt
+    from rlkd_lite.train.config import load_config
+    from rlkd_lite.train.run import run_training
+    from rlkd_lite.train.run_dir import RunDir
+
+    def ctrl_c_in_the_first_step(self, args, state, control, **kwargs):
+        if state.global_step == 0:
+            signal.raise_signal(signal.SIGINT)  # to the handler the run installed
+
+    monkeypatch.setattr(GracefulInterrupt, "on_step_begin", ctrl_c_in_the_first_step)
+    run = tmp_path / "run"
+    config = load_config(TEST_RECIPE, {"model": str(tiny_model_dir), "output_dir": str(run),
+                                       "max_steps": 3, "save_steps": 100})
+    result = run_training(config)
+    assert result.interrupted and result.steps == 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] is True and (summary["steps"], summary["max_steps"]) == (1, 3)
+    assert checkpoints(run) == ["checkpoint-1"]
+    # The CLI's continue command reads the run's config.yaml: a resume of the same run.
+    again = load_config(str(run / "config.yaml"))
+    assert again == config
+    RunDir(run).prepare(again.to_dict(), resume=True)
 
 
 def test_steps_per_generation_generates_and_rewards_once_for_several_steps(tiny_model_dir,

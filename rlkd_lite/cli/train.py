@@ -20,7 +20,7 @@ def train(
                                         "smollm2-135m), local path or Hub repo id."),
     data: Optional[str] = typer.Option(None, help="synthetic, gsm8k-subset, or a problems JSONL."),
     teacher: Optional[str] = typer.Option(None, help="JSONL of teacher traces, paired by id."),
-    subset: Optional[int] = typer.Option(None, help="Use the first N problems."),
+    subset: Optional[int] = typer.Option(None, min=1, help="Use the first N problems."),
     method: Optional[str] = typer.Option(None, help="rlkd, grpo (outcome rewards only) or sft."),
     backend: Optional[str] = typer.Option(None, help="unsloth or hf (transformers+PEFT)."),
     decomposer: Optional[str] = typer.Option(None, help="gsrm, rules or tagged."),
@@ -29,13 +29,16 @@ def train(
     init_adapter: Optional[str] = typer.Option(None, help="Start the student from this adapter "
                                                "or run directory (e.g. an SFT run)."),
     output_dir: Optional[str] = typer.Option(None, help="Run directory."),
-    max_steps: Optional[int] = typer.Option(None, help="Optimizer steps."),
-    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    max_steps: Optional[int] = typer.Option(None, min=1, help="Optimizer steps."),
+    seed: Optional[int] = typer.Option(None, min=0, help="Random seed."),
     set_: list[str] = typer.Option([], "--set", help="Override any recipe field: FIELD=VALUE "
-                                   "(repeatable; values parsed as YAML)."),
+                                   "(repeatable; values parsed as YAML). FIELD.KEY=VALUE sets "
+                                   "one entry of a mapping such as reward_weights; FIELD={...} "
+                                   "replaces the whole mapping."),
     resume: bool = typer.Option(False, help="Continue the run in --output-dir from its last "
                                 "checkpoint."),
-    dry_run: bool = typer.Option(False, help="Print the resolved configuration and exit."),
+    dry_run: bool = typer.Option(False, help="Check and print the resolved configuration, "
+                                 "then exit (no data or model is loaded)."),
 ) -> None:
     """Train a student with RLKD (or the grpo / sft baselines) from a recipe."""
     with user_errors():
@@ -49,21 +52,26 @@ def train(
             "output_dir": output_dir, "max_steps": max_steps, "seed": seed}.items()
             if v is not None})
         config = load_config(recipe, overrides)
+        from rlkd_lite.train.run import check_run_config, run_training
+
         if dry_run:
             import yaml
 
+            check_run_config(config)  # what the run itself checks before loading anything
             typer.echo(yaml.safe_dump(config.to_dict(), sort_keys=False, width=100))
             return
-        from rlkd_lite.train.run import run_training
-
         result = run_training(config, resume=resume)
+    import shlex
+
+    from rich.markup import escape
     from rich.table import Table
 
     from rlkd_lite.train.config import REWARDS
     from rlkd_lite.train.run_dir import RunDir
 
-    table = Table(title=f"{config.method} run finished: {result.steps} steps in "
-                        f"{result.seconds:.0f} s")
+    ended = (f"interrupted at step {result.steps} of {config.max_steps}" if result.interrupted
+             else f"finished: {result.steps} steps")
+    table = Table(title=f"{config.method} run {ended} in {result.seconds:.0f} s")
     table.add_column("metric")
     table.add_column("first quarter", justify="right")
     table.add_column("last quarter", justify="right")
@@ -76,3 +84,12 @@ def train(
                   f"{Path(result.run_dir) / 'adapter'}", highlight=False)
     if result.gsrm_unchanged is not None:
         console.print(f"gsrm adapter bit-identical after training: {result.gsrm_unchanged}")
+    if result.interrupted:
+        # The run's own config.yaml is a complete recipe of this run: resuming with it cannot
+        # be refused as a changed configuration, whatever flags started the run.
+        recipe_again = escape(shlex.quote(str(RunDir(result.run_dir).config)))
+        console.print(f"[yellow]interrupted at step {result.steps} of {config.max_steps}; "
+                      f"continue with: rlkd-lite train --recipe {recipe_again} --resume[/]\n"
+                      f"the student adapter above is the student at step {result.steps}, "
+                      f"usable as it is", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=130)  # 128 + SIGINT, as a shell reports a Ctrl-C'd command

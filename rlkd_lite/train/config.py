@@ -141,6 +141,8 @@ class RunConfig:
             if isinstance(weight, bool) or not isinstance(weight, (int, float)):
                 raise RlkdError(f"reward_weights: {name} must be a number, not {weight!r}")
         counts = [n for n in _COUNTS if getattr(self, n) < 1]
+        if self.subset is not None and self.subset < 1:
+            counts.append("subset")
         if counts:
             raise RlkdError(f"{', '.join(counts)} must be at least 1")
         if not 0 <= self.warmup_ratio < 1:
@@ -152,6 +154,12 @@ class RunConfig:
             if self.temperature <= 0:
                 raise RlkdError(f"temperature must be above 0 (GRPO samples), not "
                                 f"{self.temperature}")
+            structure = self.reward_weights.get("structure", 0)
+            if self.method == "rlkd" and not structure > 0:
+                raise RlkdError(f"method rlkd trains on the structure reward: reward_weights "
+                                f"needs a positive structure weight, not {structure} (e.g. "
+                                f"--set reward_weights.structure=N); for outcome rewards only "
+                                f"use method grpo")
             if not self.active_rewards():
                 raise RlkdError(f"no reward to train on: reward_weights gives method "
                                 f"{self.method} no non-zero weight (grpo ignores structure)")
@@ -202,8 +210,8 @@ def recipe_path(name_or_path: str) -> Path:
     raise RlkdError(f"no recipe '{name_or_path}' (not a file; known recipes: {known})")
 
 
-def _read_recipe(path: Path, seen: tuple[Path, ...] = ()
-                 ) -> tuple[dict[str, Any], dict[str, tuple[Path, int]]]:
+def read_recipe(path: Path, seen: tuple[Path, ...] = ()
+                ) -> tuple[dict[str, Any], dict[str, tuple[Path, int]]]:
     """Raw values and the line each key sits on, following `extends` chains."""
     import yaml
 
@@ -228,8 +236,8 @@ def _read_recipe(path: Path, seen: tuple[Path, ...] = ()
     if parent is None:
         return values, {k: (path, n) for k, n in lines.items()}
     sibling = path.parent / str(parent)
-    base, base_lines = _read_recipe(sibling if sibling.is_file() else recipe_path(str(parent)),
-                                    seen + (path,))
+    base, base_lines = read_recipe(sibling if sibling.is_file() else recipe_path(str(parent)),
+                                   seen + (path,))
     base.update(values)
     base_lines.update({k: (path, n) for k, n in lines.items() if k != "extends"})
     return base, base_lines
@@ -272,9 +280,17 @@ def load_config(recipe: str, overrides: dict[str, Any] | None = None,
     `config_class` is RunConfig or a subclass that adds fields (the GSRM recipe's)."""
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     path = recipe_path(recipe)
-    values, lines = _read_recipe(path)
+    values, lines = read_recipe(path)
     for key, value in (overrides or {}).items():
-        if value is not None:
+        name, dot, entry = key.partition(".")
+        if dot:  # `reward_weights.structure`: one entry of a mapping, the others kept
+            current = values.get(name, {})
+            if not isinstance(current, dict):
+                where = lines.get(name, (path, None))
+                raise InputError(f"expected a mapping to set {key} in, got {current!r}",
+                                 path=str(where[0]), line=where[1], field=name)
+            values[name] = {**current, entry: value}
+        elif value is not None:
             values[key] = value
             lines.pop(key, None)
     unknown = [k for k in values if k not in fields]
@@ -295,15 +311,22 @@ def load_config(recipe: str, overrides: dict[str, Any] | None = None,
 
 def parse_set_overrides(pairs: list[str], config_class: type[RunConfig] = RunConfig
                         ) -> dict[str, Any]:
-    """`--set key=value` pairs; values are parsed as YAML (numbers, booleans, lists)."""
+    """`--set key=value` pairs; values are parsed as YAML (numbers, booleans, lists, mappings).
+    `FIELD.KEY=VALUE` sets one entry of a mapping field (`reward_weights.structure=20`), where
+    `FIELD={...}` replaces the whole mapping; `load_config` applies them in order."""
     import yaml
 
     fields = [f.name for f in dataclasses.fields(config_class)]
+    hints = typing.get_type_hints(config_class)
+    mappings = [name for name in fields if typing.get_origin(hints[name]) is dict]
     out: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or key.strip() not in fields:
-            raise RlkdError(f"--set {pair!r}: expected FIELD=VALUE with a known field "
-                            f"(known: {', '.join(fields)})")
-        out[key.strip()] = yaml.safe_load(raw)
+        key, sep, raw = (part.strip() for part in pair.partition("="))
+        name, dot, entry = key.partition(".")
+        if not sep or name not in fields or (dot and (name not in mappings or not entry)):
+            raise RlkdError(f"--set {pair!r}: expected FIELD=VALUE with a known field, or "
+                            f"FIELD.KEY=VALUE for one entry of a mapping field "
+                            f"({', '.join(mappings)}); known fields: {', '.join(fields)}")
+        out.pop(key, None)  # a repeated key counts where it was given last
+        out[key] = yaml.safe_load(raw)
     return out

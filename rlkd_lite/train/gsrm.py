@@ -20,7 +20,7 @@ import random
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from rlkd_lite.structure.decomposers import RulesDecomposer
 from rlkd_lite.structure.judges import ExactJudge
 from rlkd_lite.structure.reward import structure_scores
 from rlkd_lite.structure.steps import Step, parse_steps, render_steps
-from rlkd_lite.train.config import RunConfig, doc, load_config
+from rlkd_lite.train.config import (RECIPES_DIR, RunConfig, doc, load_config, read_recipe,
+                                     recipe_path)
 from rlkd_lite.train.run_dir import RunDir, is_main_process
 
 # Reject reasons, as written to the rejects file.
@@ -231,9 +232,29 @@ class GsrmTrainConfig(RunConfig):
             raise RlkdError(f"held_out must be between 0 and 1 (a share), got {self.held_out}")
 
 
+_GSRM_FIELDS = {f.name for f in fields(GsrmTrainConfig)} - {f.name for f in fields(RunConfig)}
+
+
 def load_gsrm_config(recipe: str, overrides: dict[str, Any] | None = None) -> GsrmTrainConfig:
     """Load a GSRM recipe (see `GsrmTrainConfig`) with overrides, checked."""
+    path = recipe_path(recipe)
+    # A student's recipe lacks the GSRM fields; say which recipe was meant, not which field.
+    if not _GSRM_FIELDS & set(read_recipe(path)[0]):
+        raise RlkdError(f"{recipe} is a training recipe for the student, not a gsrm recipe; use "
+                        f"e.g. {_gsrm_recipe_names(path)[0]} (recipes/gsrm-*.yaml)")
     return load_config(recipe, overrides, config_class=GsrmTrainConfig)
+
+
+def _gsrm_recipe_names(student: Path) -> list[str]:
+    """The gsrm recipes in recipes/, those that extend the `student` recipe first."""
+    import yaml
+
+    def extends_student(path: Path) -> bool:
+        parent = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("extends")
+        return parent in (student.stem, student.name)
+
+    recipes = sorted(RECIPES_DIR.glob("gsrm-*.yaml"))
+    return [p.stem for p in sorted(recipes, key=lambda p: not extends_student(p))]
 
 
 def split_held_out(examples: Sequence[LabelExample], share: float, seed: int

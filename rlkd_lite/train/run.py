@@ -6,7 +6,8 @@
     4. sft:  supervised distillation on the teacher traces             -> train/sft.py
        rlkd/grpo: decompose the teacher traces once (cached), build the rewards, run TRL's
        GRPOTrainer (Unsloth's patched one on GPU)                       -> train/grpo.py
-    5. save the student adapter (safetensors) and summary.json
+    5. save the student adapter (safetensors) and summary.json; after Ctrl-C too, marked
+       `interrupted` (the adapter is then the student at the step it stopped at)
 
 How this departs from the paper's setup: the GSRM is a LoRA adapter on the student's own base
 swapped in inside the reward function (the authors ran two separate 7B vLLM servers), the judge
@@ -39,6 +40,8 @@ class RunResult:
     last_metrics: dict[str, Any]
     gsrm_unchanged: bool | None
     """True when the frozen gsrm adapter's weights are bit-identical after training."""
+    interrupted: bool = False
+    """Stopped by Ctrl-C before max_steps, after saving a checkpoint to resume from."""
     model: Any = field(default=None, repr=False)
     """The trained PeftModel, still in memory (for evaluation in the same notebook or process)."""
     tokenizer: Any = field(default=None, repr=False)
@@ -117,9 +120,21 @@ def load_config_model(config: RunConfig, *, gsrm_adapter: str | None = None) -> 
                               tuple(config.lora_target_modules)))
 
 
-def run_training(config: RunConfig, *, resume: bool = False) -> RunResult:
+def check_run_config(config: RunConfig) -> None:
+    """What can be checked before data, model or run directory are touched; `train --dry-run`
+    checks the same. The adapter paths are checked here, not in `validate`: a finished run's
+    config.yaml is read again (eval) where they need not exist any more."""
     config.validate()
     check_model_name(config.model)
+    for adapter in (config.init_adapter, config.gsrm_adapter):
+        if adapter:
+            from rlkd_lite.models.loading import adapter_dir
+
+            adapter_dir(adapter)  # raises RlkdError naming what it expected to find
+
+
+def run_training(config: RunConfig, *, resume: bool = False) -> RunResult:
+    check_run_config(config)
     problems = load_run_problems(config)
     with open_run(config, resume=resume) as (run, checkpoint):
         return _train(config, problems, run, checkpoint)
@@ -147,6 +162,7 @@ def _train(config: RunConfig, problems: list[Problem], run: RunDir,
         trainer, run_log = build_grpo_trainer(config, model, tokenizer, problems, run)
     steps = train_from(trainer, checkpoint, config.max_steps, run)
     seconds = time.perf_counter() - start
+    interrupted = was_interrupted(trainer) and steps < config.max_steps
     last_metrics = run_log.latest or next(reversed(run.metric_rows()), {})
 
     unchanged = None
@@ -155,11 +171,22 @@ def _train(config: RunConfig, problems: list[Problem], run: RunDir,
 
         unchanged = adapter_state_fingerprint(model, GSRM_ADAPTER) == fingerprint
     if is_main_process():  # every rank holds the same adapter; one writes it
+        # Interrupted too: the student at its last step is usable as it is (eval, SFT->RLKD).
         save_student_adapter(model, run.adapter)
         write_json_atomic(run.path / "summary.json", {
-            "method": config.method, "steps": steps, "seconds": round(seconds, 2),
+            "method": config.method, "steps": steps, "max_steps": config.max_steps,
+            "interrupted": interrupted, "seconds": round(seconds, 2),
             "gsrm_unchanged": unchanged, "last_metrics": last_metrics})
-    return RunResult(run.path, steps, seconds, last_metrics, unchanged, model, tokenizer)
+    return RunResult(run.path, steps, seconds, last_metrics, unchanged, interrupted=interrupted,
+                     model=model, tokenizer=tokenizer)
+
+
+def was_interrupted(trainer: Any) -> bool:
+    """Whether Ctrl-C stopped the training (GracefulInterrupt, one of `run_callbacks`)."""
+    from rlkd_lite.train.callbacks import GracefulInterrupt
+
+    return any(isinstance(callback, GracefulInterrupt) and callback.requested
+               for callback in trainer.callback_handler.callbacks)
 
 
 def save_student_adapter(model: Any, out: Path) -> None:
