@@ -297,8 +297,72 @@ def test_label_from_api_exits_1_when_every_request_failed(tmp_path):
         f"{tmp_path / 'labels.rejects.jsonl'}). Check --api-base, --api-model and the server, "
         f"then run again: failed items are retried.")
 
-    # The failed one is retried and now unparseable too: nothing accepted, but no failure.
+    # The failed one is retried and now unparseable too: no failure, but the output holds
+    # nothing, which is an error too (the other one is skipped as rejected before).
     with ChatServer(lambda request, attempt: Reply("No.")) as server:
         code, printed = cli("gsrm", "label", "--from", "api", "--subset", "2", "--output",
                             str(output), "--api-base", server.base_url, "--api-model", "m")
-    assert code == 0 and "rejected: unparseable │ 1" in printed, printed
+    assert code == 1 and "rejected: unparseable │ 1" in printed, printed
+    assert "of them rejected (--retry-rejected redoes them) │ 1" in printed
+    assert printed.endswith(
+        f"error: nothing accepted, and {output} holds nothing from an earlier run: rejected "
+        f"1 unparseable (details in {tmp_path / 'labels.rejects.jsonl'}); skipped 1 rejected "
+        f"by an earlier run (--retry-rejected redoes them)")
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs that cannot be written; runs that leave nothing usable; earlier rejects
+
+def test_an_output_that_is_a_directory_is_refused_up_front(tmp_path):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    a_file = tmp_path / "afile"
+    a_file.write_text("mine\n")
+    for output, problem in ((folder, "is a directory"),
+                            (a_file / "labels.jsonl", f"cannot be created: {a_file} is a file")):
+        code, printed = cli("gsrm", "label", "--from", "rules", "--subset", "2",
+                            "--output", str(output))
+        assert code == 1 and printed.startswith(f"error: {output}: {problem}"), printed
+        assert "Traceback" not in printed
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["adir", "afile"]
+    assert a_file.read_text() == "mine\n"
+    code, printed = cli("gsrm", "label", "--from", "rules", "--subset", "2", "--output",
+                        str(tmp_path / "x.jsonl"), "--rejects", str(tmp_path / "x.jsonl"))
+    assert code == 1 and "must differ" in printed, printed
+
+
+def test_labelling_a_file_of_invalid_lines_only_exits_1(tmp_path):
+    """Nothing accepted and nothing from an earlier run: `gsrm label && gsrm train` stops."""
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("".join(line + "\n" for line in (
+        "not json", '{"id": "a", "question": "a\tb"}', "[1, 2]",
+        json.dumps({"id": "b", "question": "Q?"}), json.dumps({"id": "c", "steps": GOOD_STEPS}),
+        json.dumps({"id": "d", "question": "Q?", "reasoning": "r", "steps": "no tags"}))))
+    output = tmp_path / "labels.jsonl"
+    code, printed = cli("gsrm", "label", "--from", str(mine), "--output", str(output))
+    assert code == 1 and "rejected: invalid │ 6" in printed, printed
+    assert printed.endswith(
+        f"error: nothing accepted, and {output} holds nothing from an earlier run: rejected "
+        f"6 invalid (details in {tmp_path / 'labels.rejects.jsonl'})")
+    # Re-run: the rejected ids are skipped, and the message says how to redo them.
+    code, printed = cli("gsrm", "label", "--from", str(mine), "--output", str(output))
+    assert code == 1 and printed.endswith(
+        "rejected 3 invalid (details in " f"{tmp_path / 'labels.rejects.jsonl'}); skipped 3 "
+        "rejected by an earlier run (--retry-rejected redoes them)"), printed
+
+
+def test_retry_rejected_relabels_a_corrected_file(tmp_path):
+    mine = tmp_path / "mine.jsonl"
+    good = {"id": "a", "question": "Q?", "reasoning": "2+3 = 5", "steps": GOOD_STEPS}
+    mine.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "b", "steps": []}) + "\n")
+    output = tmp_path / "labels.jsonl"
+    args = ("gsrm", "label", "--from", str(mine), "--output", str(output))
+    code, printed = cli(*args)
+    assert code == 0 and "rejected: invalid │ 1" in printed, printed
+    mine.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "b"}) + "\n")  # fixed
+    code, printed = cli(*args)
+    assert code == 0 and "skipped (done by an earlier run) │ 2" in printed, printed
+    code, printed = cli(*args, "--retry-rejected")
+    assert code == 0 and "accepted │ 1" in printed and "skipped (done by an earlier run) │ 1" \
+        in printed, printed
+    assert [row["id"] for row in read_lines(output)] == ["a", "b"]

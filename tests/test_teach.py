@@ -124,7 +124,8 @@ def test_teach_needs_exactly_one_teacher(tmp_path):
 @pytest.mark.slow
 def test_teach_with_a_local_model(tiny_model_dir, tmp_path):
     """The tiny random model never answers right: every problem ends rejected after K samples,
-    each sample's extracted answer recorded; a re-run asks the model nothing."""
+    each sample's extracted answer recorded, and the run fails (nothing usable); a re-run asks
+    the model nothing."""
     problems = load_problems("synthetic", subset=3)
     path = tmp_path / "problems.jsonl"
     write_problems_jsonl(path, problems)
@@ -132,14 +133,15 @@ def test_teach_with_a_local_model(tiny_model_dir, tmp_path):
     args = ("teach", "--data", str(path), "--output", str(output), "--model", str(tiny_model_dir),
             "--samples", "2", "--max-new-tokens", "6", "--batch-size", "2", "--seed", "1")
     code, printed = cli(*args)
-    assert code == 0, printed
+    assert code == 1 and "error: nothing accepted" in printed, printed
     rejects = read_lines(tmp_path / "teacher.rejects.jsonl")
     assert sorted(row["id"] for row in rejects) == sorted(p.id for p in problems)
     assert all(row["reason"] == "no_correct_trace" and len(row["answers"]) == 2
                for row in rejects)
     assert "rejected: no_correct_trace │ 3" in printed
     code, printed = cli(*args)
-    assert code == 0 and "skipped (done by an earlier run) │ 3" in printed
+    assert code == 1 and "skipped (done by an earlier run) │ 3" in printed
+    assert "--retry-rejected" in printed
 
 
 @pytest.mark.slow
@@ -189,3 +191,75 @@ def test_teach_exits_1_when_every_request_failed(tmp_path):
         assert code == 0 and "accepted │ 2" in printed, printed
         code, printed = cli(*args)
         assert code == 0 and "skipped (done by an earlier run) │ 2" in printed, printed
+
+
+def test_teach_refuses_an_output_that_is_a_directory_before_any_work(tmp_path):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    with ChatServer(lambda request, attempt: Reply("#### 1")) as server:
+        code, printed = cli("teach", "--output", str(folder), "--subset", "2",
+                            "--api-base", server.base_url, "--api-model", "m")
+        assert server.requests == []
+    assert code == 1 and printed.startswith(f"error: {folder}: is a directory"), printed
+    # A local teacher is not loaded either (this one does not exist).
+    code, printed = cli("teach", "--output", str(folder), "--model", "no-such/teacher-model")
+    assert code == 1 and printed.startswith(f"error: {folder}: is a directory"), printed
+    assert list(folder.iterdir()) == []
+
+
+def test_teach_retries_earlier_rejects_only_when_asked(tmp_path):
+    """More --samples alone skip the problems rejected before; --retry-rejected redoes them."""
+    problems = load_problems("synthetic", subset=3)
+    easy = problems[0]
+
+    def respond(request, attempt):
+        problem = next(p for p in problems if p.question == last_user_message(request))
+        right = problem is easy or attempt >= 3  # the hard ones need a third sample
+        answer = problem.answer if right else int(float(problem.answer)) + 1
+        return Reply(f"{problem.reasoning}\n#### {answer}")
+
+    output = tmp_path / "t.jsonl"
+    with ChatServer(respond) as server:
+        args = ("teach", "--output", str(output), "--subset", "3", "--api-base",
+                server.base_url, "--api-model", "m", "--concurrency", "1")
+        code, printed = cli(*args, "--samples", "2")
+        assert code == 0 and "rejected: no_correct_trace │ 2" in printed, printed
+        before = len(server.requests)
+        code, printed = cli(*args, "--samples", "4")
+        assert code == 0 and len(server.requests) == before
+        assert "skipped (done by an earlier run) │ 3" in printed
+        assert "of them rejected (--retry-rejected redoes them) │ 2" in printed
+        code, printed = cli(*args, "--samples", "4", "--retry-rejected")
+        assert code == 0 and "accepted │ 2" in printed, printed
+        assert "skipped (done by an earlier run) │ 1" in printed and "of them" not in printed
+        assert len(server.requests) == before + 2  # one more sample each was enough
+        # Accepted now, they are no longer counted as rejects (their old lines stay).
+        code, printed = cli(*args)
+        assert code == 0 and "skipped (done by an earlier run) │ 3" in printed
+        assert "of them" not in printed
+    assert sorted(row["id"] for row in read_lines(output)) == sorted(p.id for p in problems)
+
+
+def test_teach_exits_1_when_no_trace_was_right(tmp_path):
+    """All samples wrong and nothing from an earlier run: exit 1 saying why, so that a script
+    stops; a re-run, skipping them, says how to redo them."""
+    problems = load_problems("synthetic", subset=2)
+
+    def respond(request, attempt):
+        return Reply("I think it is\n#### -1")
+
+    output = tmp_path / "t.jsonl"
+    rejects = tmp_path / "t.rejects.jsonl"
+    with ChatServer(respond) as server:
+        args = ("teach", "--output", str(output), "--subset", "2", "--api-base",
+                server.base_url, "--api-model", "m", "--samples", "2")
+        code, printed = cli(*args)
+        assert code == 1 and "rejected: no_correct_trace │ 2" in printed
+        assert printed.endswith(
+            f"error: nothing accepted, and {output} holds nothing from an earlier run: rejected "
+            f"2 no_correct_trace (details in {rejects})")
+        code, printed = cli(*args)
+        assert code == 1 and printed.endswith(
+            f"error: nothing accepted, and {output} holds nothing from an earlier run: skipped 2 "
+            f"rejected by an earlier run (--retry-rejected redoes them)"), printed
+    assert not output.exists() and len(read_lines(rejects)) == len(problems)

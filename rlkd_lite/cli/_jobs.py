@@ -27,6 +27,9 @@ Backoff = Annotated[float, typer.Option(
     min=0.0, help="Seconds before the first retry; doubles with each further retry.")]
 Rejects = Annotated[Optional[str], typer.Option(
     help="Where rejected items go, with their reason (default: OUTPUT with .rejects.jsonl).")]
+RetryRejected = Annotated[bool, typer.Option(
+    help="Redo the items an earlier run rejected instead of skipping them (e.g. teach with "
+         "more --samples, or label a corrected file); failed requests are redone either way.")]
 
 
 def make_client(api_base: str, api_model: Optional[str], api_key_env: str, concurrency: int,
@@ -46,15 +49,29 @@ def make_client(api_base: str, api_model: Optional[str], api_key_env: str, concu
 
 
 def finish_job(title: str, summary: dict[str, Any]) -> None:
-    """Print the counts of a resumable job (see `ResumableOutput.summary`); a job that accepted
-    nothing because its requests failed is an error, so that a script stops there."""
+    """Print the counts of a resumable job (see `ResumableOutput.summary`). A job that accepted
+    nothing is an error, so that a script stops there, when its requests failed or when the
+    output holds nothing usable from an earlier run either."""
     print_summary(title, summary)
-    failed = summary["rejected"].get(REQUEST_FAILED, 0)
+    if summary["accepted"]:
+        return
+    rejected = summary["rejected"]
+    failed = rejected.get(REQUEST_FAILED, 0)
     with user_errors():
-        if failed and not summary["accepted"]:
+        if failed:
             raise RlkdError(f"nothing accepted: {failed} request(s) failed (details in "
                             f"{summary['rejects']}). Check --api-base, --api-model and the "
                             f"server, then run again: failed items are retried.")
+        if not summary["earlier_accepted"]:
+            why = []
+            if rejected:
+                counts = ", ".join(f"{n} {reason}" for reason, n in sorted(rejected.items()))
+                why.append(f"rejected {counts} (details in {summary['rejects']})")
+            if summary["skipped"]:  # nothing was accepted earlier: every skipped item was rejected
+                why.append(f"skipped {summary['skipped']} rejected by an earlier run "
+                           f"(--retry-rejected redoes them)")
+            raise RlkdError(f"nothing accepted, and {summary['output']} holds nothing from an "
+                            f"earlier run: {'; '.join(why)}")
 
 
 def print_summary(title: str, summary: dict[str, Any]) -> None:
@@ -65,6 +82,9 @@ def print_summary(title: str, summary: dict[str, Any]) -> None:
         table.add_row(f"rejected: {reason}", str(count))
     if summary["skipped"]:
         table.add_row("skipped (done by an earlier run)", str(summary["skipped"]))
+    if summary["skipped_rejected"]:
+        table.add_row("of them rejected (--retry-rejected redoes them)",
+                      str(summary["skipped_rejected"]))
     if summary.get("torn_lines_removed"):
         table.add_row("torn lines removed (a crash; their items redone)",
                       str(summary["torn_lines_removed"]))

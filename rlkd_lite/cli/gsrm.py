@@ -8,7 +8,7 @@ import typer
 from rlkd_lite.cli import app
 from rlkd_lite.cli._common import console, user_errors
 from rlkd_lite.cli._jobs import (ApiBase, ApiKeyEnv, ApiModel, Backoff, Concurrency, Rejects,
-                                 Retries, Timeout, make_client, finish_job)
+                                 Retries, RetryRejected, Timeout, make_client, finish_job)
 from rlkd_lite.data.openai_client import DEFAULT_API_KEY_ENV
 
 gsrm_app = typer.Typer(
@@ -28,7 +28,8 @@ def label(
                        "validate (steps: [{meta, query, answer}] or tagged text).")],
     output: Annotated[str, typer.Option(
         help="Labelled examples, JSONL {id, question, reasoning, steps, source}. Appended to: "
-             "re-running skips ids already decided.")],
+             "re-running skips ids already accepted or rejected, except failed requests (see "
+             "--retry-rejected).")],
     data: Annotated[str, typer.Option(
         help="Problems with reasoning to label (rules, api): synthetic, gsm8k, gsm8k-subset, "
              "or a JSONL file (e.g. the output of `teach`).")] = "synthetic",
@@ -48,6 +49,7 @@ def label(
     retries: Retries = 4,
     backoff: Backoff = 1.0,
     rejects: Rejects = None,
+    retry_rejected: RetryRejected = False,
 ) -> None:
     """Make GSRM training examples: reasoning paired with its tagged steps."""
     with user_errors():
@@ -55,7 +57,7 @@ def label(
         from rlkd_lite.errors import InputError
         from rlkd_lite.train import gsrm
 
-        out = ResumableOutput(output, rejects)
+        out = ResumableOutput(output, rejects, retry_rejected=retry_rejected)
         if source in ("rules", "api"):
             from rlkd_lite.data.problems import load_problems
 

@@ -8,7 +8,7 @@ import typer
 from rlkd_lite.cli import app
 from rlkd_lite.cli._common import user_errors
 from rlkd_lite.cli._jobs import (ApiBase, ApiKeyEnv, ApiModel, Backoff, Concurrency, Rejects,
-                                 Retries, Timeout, make_client, finish_job)
+                                 Retries, RetryRejected, Timeout, make_client, finish_job)
 from rlkd_lite.data.openai_client import DEFAULT_API_KEY_ENV
 
 
@@ -16,7 +16,8 @@ from rlkd_lite.data.openai_client import DEFAULT_API_KEY_ENV
 def teach(
     output: Annotated[str, typer.Option(
         help="Teacher traces, JSONL: one {id, question, answer, reasoning, source} per problem "
-             "whose trace was right. Appended to: re-running skips ids already decided.")
+             "whose trace was right. Appended to: re-running skips ids already accepted or "
+             "rejected, except failed requests (see --retry-rejected).")
     ] = "teacher.jsonl",
     data: Annotated[str, typer.Option(
         help="Problems: synthetic (offline), gsm8k, gsm8k-subset (Hub), or a JSONL file with "
@@ -47,6 +48,7 @@ def teach(
     retries: Retries = 4,
     backoff: Backoff = 1.0,
     rejects: Rejects = None,
+    retry_rejected: RetryRejected = False,
 ) -> None:
     """Generate teacher traces: sample a teacher on each problem, keep the first right trace."""
     with user_errors():
@@ -58,9 +60,10 @@ def teach(
 
         if (model is None) == (api_base is None):
             raise InputError("give exactly one teacher: --model (local) or --api-base (API)")
+        # The output first: an unwritable one is refused before problems download.
+        out = ResumableOutput(output, rejects, retry_rejected=retry_rejected)
         problems = load_problems(data, subset=subset, seed=seed, split=split,
                                  require_trace=False)
-        out = ResumableOutput(output, rejects)
         if api_base is not None:
             teacher = ApiTeacher(make_client(api_base, api_model, api_key_env, concurrency,
                                              timeout, retries, backoff),

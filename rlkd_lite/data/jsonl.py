@@ -57,7 +57,8 @@ def _parse_line(raw: bytes, path: str, line_no: int) -> dict:
     try:
         row = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg} at column {exc.colno}",
+        # Some messages end in "at" ("Invalid control character at"): one "at" before the column.
+        raise InputError(f"not valid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}",
                          path=path, line=line_no) from None
     if not isinstance(row, dict):
         raise InputError(f"expected a JSON object, got {json_type(row)}", path=path, line=line_no)
@@ -141,14 +142,40 @@ def append_jsonl(path: str | os.PathLike[str], row: Any) -> None:
     """Append one JSON line and force it to disk, for outputs that resume after a crash.
 
     If the file ends in a torn line (a crash mid-write), the new row starts on a fresh line so
-    that only the torn line is unreadable, not the new row too.
+    that only the torn line is unreadable, not the new row too. A file-system error raises
+    RlkdError naming the path.
     """
     line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
-    with open(path, "ab+") as handle:
-        if handle.tell() > 0:
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) != b"\n":
-                line = b"\n" + line
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(path, "ab+") as handle:
+            if handle.tell() > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    line = b"\n" + line
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise RlkdError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Refuse, with an InputError naming `path`, a file that cannot be written: a directory, a
+    path under a file, or no permission. Run before a long job starts; creates nothing."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError("is a directory; give a file path (e.g. "
+                         f"{target / 'out.jsonl'})", path=str(target))
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            raise InputError("no permission to write this file", path=str(target))
+        return
+    folder = target.parent
+    while not folder.exists():  # the folders to be made: the first existing one decides
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot be created: {folder} is a file, not a folder",
+                         path=str(target))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot be created: no permission to write in {folder}",
+                         path=str(target))

@@ -2,8 +2,10 @@
 
 Accepted records go to one JSONL file, rejected ones (with a reason) to a second, each line
 appended and synced to disk as soon as its item is decided: a crash loses at most the items in
-flight, and a re-run skips every id already decided. Items rejected for a reason that may pass
-on a second try (a request that failed) are not counted as decided, so a re-run tries them again.
+flight, and a re-run skips every id already accepted or rejected. Items rejected for a reason
+that may pass on a second try (a request that failed) are always tried again; the other rejects
+only when asked (`retry_rejected`, e.g. after raising `teach --samples`). The rejects file is a
+log: a retried item's earlier lines stay, and an id in the output counts as accepted.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rlkd_lite.data.jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
+from rlkd_lite.data.jsonl import append_jsonl, check_writable, read_jsonl, write_jsonl_atomic
 from rlkd_lite.data.problems import same_question
 from rlkd_lite.errors import InputError
 
@@ -37,15 +39,20 @@ class ResumableOutput:
     Every accepted row must carry a string "id". Lines of an earlier run that cannot be read
     (a line torn by a crash) are removed from the file, so that it stays readable as a whole,
     and their items are redone; `torn_lines` counts them. A file that is not this job's
-    output is refused, never rewritten.
+    output is refused, never rewritten, as is a path that cannot be written (before any work).
+    With `retry_rejected`, items an earlier run rejected are pending again.
     """
 
     def __init__(self, path: str | os.PathLike[str],
-                 rejects_path: str | os.PathLike[str] | None = None):
+                 rejects_path: str | os.PathLike[str] | None = None, *,
+                 retry_rejected: bool = False):
         self.path = Path(path)
         self.rejects_path = Path(rejects_path) if rejects_path else default_rejects_path(path)
         if self.path.resolve() == self.rejects_path.resolve():
-            raise ValueError("the output and the rejects file must differ")
+            raise InputError("the output and the rejects file must differ",
+                             path=str(self.rejects_path))
+        check_writable(self.path)
+        check_writable(self.rejects_path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rejects_path.parent.mkdir(parents=True, exist_ok=True)
         self.torn_lines = 0
@@ -53,12 +60,18 @@ class ResumableOutput:
         # Where each id was accepted, and for which question (checked by `pending`).
         self._accepted_question = {str(row["id"]): (line, row.get("question"))
                                    for line, row in accepted if row.get("id") is not None}
-        self.decided: set[str] = set(self._accepted_question) | {
-            str(row["id"]) for _, row in self._earlier_rows(self.rejects_path)
-            if row.get("id") is not None and row.get("reason") not in RETRYABLE_REASONS}
+        self.earlier_accepted = len(self._accepted_question)
+        rejected = {str(row["id"]) for _, row in self._earlier_rows(self.rejects_path)
+                    if row.get("id") is not None and row.get("reason") not in RETRYABLE_REASONS}
+        # Earlier rejects still standing (an id also in the output was accepted by a later
+        # run), skipped unless retried.
+        self._earlier_rejected = (set() if retry_rejected
+                                  else rejected - set(self._accepted_question))
+        self.decided: set[str] = set(self._accepted_question) | self._earlier_rejected
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
         self.skipped = 0
+        self.skipped_rejected = 0  # of `skipped`, those an earlier run rejected
 
     def pending(self, items: Sequence[Item], item_id: Callable[[Item], str],
                 item_question: Callable[[Item], str] | None = None) -> list[Item]:
@@ -75,6 +88,7 @@ class ResumableOutput:
                                  f"--output", path=str(self.path), line=line, field="question")
         todo = [item for item in items if item_id(item) not in self.decided]
         self.skipped += len(items) - len(todo)
+        self.skipped_rejected += sum(item_id(item) in self._earlier_rejected for item in items)
         return todo
 
     def accept(self, row: dict[str, Any]) -> None:
@@ -95,9 +109,11 @@ class ResumableOutput:
         return f"{self.accepted} kept, {sum(self.rejected.values())} rejected"
 
     def summary(self) -> dict[str, Any]:
-        """What this run did: accepted, rejected (per reason), skipped as already decided."""
+        """What this run did: accepted, rejected (per reason), skipped as already decided (and
+        how many of those were earlier rejects); and how many records earlier runs accepted."""
         return {"accepted": self.accepted, "rejected": dict(self.rejected),
-                "skipped": self.skipped, "torn_lines_removed": self.torn_lines,
+                "skipped": self.skipped, "skipped_rejected": self.skipped_rejected,
+                "earlier_accepted": self.earlier_accepted, "torn_lines_removed": self.torn_lines,
                 "output": str(self.path), "rejects": str(self.rejects_path)}
 
     def _earlier_rows(self, path: Path) -> list[tuple[int, dict[str, Any]]]:

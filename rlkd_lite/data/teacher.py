@@ -14,8 +14,8 @@ re-run skips every id already written (see `rlkd_lite.data.resumable`).
 Output lines, readable by `load_problems` as a problem file or as a `--teacher` file:
     {"id", "question", "answer", "reasoning", "source": "teacher:MODEL", "attempts"}
 Rejects, in the rejects file: {"id", "reason", "detail", "answers"}, reason one of
-`no_correct_trace` (all samples wrong; "answers" lists what they answered) or `request_failed`
-(retried by a re-run).
+`no_correct_trace` (all samples wrong; "answers" lists what they answered; redone by a re-run
+with `retry_rejected`, e.g. with more samples) or `request_failed` (retried by any re-run).
 """
 from __future__ import annotations
 
