@@ -362,6 +362,7 @@ def test_retry_rejected_relabels_a_corrected_file(tmp_path):
     mine.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "b"}) + "\n")  # fixed
     code, printed = cli(*args)
     assert code == 0 and "skipped (done by an earlier run) │ 2" in printed, printed
+    assert "of them rejected (--retry-rejected redoes them) │ 1" in printed, printed
     code, printed = cli(*args, "--retry-rejected")
     assert code == 0 and "accepted │ 1" in printed and "skipped (done by an earlier run) │ 1" \
         in printed, printed

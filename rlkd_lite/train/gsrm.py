@@ -155,8 +155,7 @@ def label_from_file(path: str | Path, output: ResumableOutput) -> dict[str, Any]
                           f"{name}:{line}: id first seen on line {first_line[example_id]}")
             continue
         first_line[example_id] = line
-        if example_id in output.decided:
-            output.skipped += 1
+        if not output.pending([example_id], str):  # decided by an earlier run: counted
             continue
         try:
             example = _example(row, example_id, where, name)
