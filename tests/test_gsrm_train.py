@@ -179,3 +179,43 @@ def test_trained_adapter_loads_in_score_and_beside_the_student(gsrm_run, tiny_mo
     loaded = dict(model.named_parameters())[key.replace(".weight", f".{GSRM_ADAPTER}.weight")]
     assert loaded.detach().float().cpu().equal(saved[key].float())
     assert not loaded.requires_grad
+
+
+def test_dry_run_checks_an_init_adapter_before_anything_loads(tmp_path):
+    result = CliRunner().invoke(app, ["gsrm", "train", "--recipe", TEST_RECIPE, "--examples",
+                                      "labels.jsonl", "--model", "qwen2.5-1.5b", "--set",
+                                      f"init_adapter={tmp_path}", "--dry-run"])
+    assert result.exit_code == 1 and "no LoRA adapter here" in result.output, result.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_without_evaluating_and_the_run_resumes(tiny_model_dir, tmp_path,
+                                                             monkeypatch):
+    import signal
+
+    from rlkd_lite.train.callbacks import GracefulInterrupt
+
+    labels = tmp_path / "labels.jsonl"
+    label_with_rules(load_problems("synthetic", subset=12), ResumableOutput(labels))
+    run = tmp_path / "run"
+
+    def ctrl_c_in_the_first_step(self, args, state, control, **kwargs):
+        if state.global_step == 0:
+            signal.raise_signal(signal.SIGINT)  # to the handler the run installed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(GracefulInterrupt, "on_step_begin", ctrl_c_in_the_first_step)
+        result = CliRunner().invoke(app, [
+            "gsrm", "train", "--recipe", TEST_RECIPE, "--examples", str(labels),
+            "--model", str(tiny_model_dir), "--output-dir", str(run), "--max-steps", "2"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 130, output
+    assert (f"interrupted at step 1 of 2, not evaluated; continue with: rlkd-lite gsrm train "
+            f"--recipe {run / 'config.yaml'} --resume") in output
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    assert not (run / "eval.json").exists()
+
+    result = CliRunner().invoke(app, ["gsrm", "train", "--recipe", str(run / "config.yaml"),
+                                      "--resume"])
+    assert result.exit_code == 0, result.output
+    assert (run / "eval.json").is_file() and "gsrm adapter trained" in result.output

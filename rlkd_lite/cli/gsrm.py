@@ -114,6 +114,9 @@ def train(
         if dry_run:
             import yaml
 
+            from rlkd_lite.train.run import check_run_config
+
+            check_run_config(config)  # what the run itself checks before loading anything
             console.print(yaml.safe_dump(config.to_dict(), sort_keys=False), highlight=False,
                           markup=False)
             return
@@ -122,7 +125,9 @@ def train(
         result = train_gsrm(config, resume=resume)
     from rich.table import Table
 
-    table = Table(title="gsrm adapter trained", show_header=False)
+    ended = (f"interrupted at step {result.steps} of {config.max_steps}" if result.interrupted
+             else "trained")
+    table = Table(title=f"gsrm adapter {ended}", show_header=False)
     table.add_row("adapter", str(result.adapter))
     table.add_row("steps", str(result.steps))
     table.add_row("time", f"{result.seconds:.1f} s")
@@ -130,7 +135,19 @@ def train(
         table.add_row("examples over max_seq_length (left out)", str(result.dropped_too_long))
     for key, value in result.evaluation.items():
         table.add_row(f"held-out {key}", f"{value:.4g}" if isinstance(value, float) else str(value))
-    table.add_row("evaluation", str(result.run_dir / "eval.json"))
+    if not result.interrupted:
+        table.add_row("evaluation", str(result.run_dir / "eval.json"))
     console.print(table)
+    if result.interrupted:
+        import shlex
+
+        from rlkd_lite.train.run_dir import RunDir
+
+        # The run's own config.yaml is a complete recipe of this run (see `train`).
+        recipe_again = shlex.quote(str(RunDir(result.run_dir).config))
+        console.print(f"interrupted at step {result.steps} of {config.max_steps}, not evaluated; "
+                      f"continue with: rlkd-lite gsrm train --recipe {recipe_again} --resume",
+                      highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(code=130)  # 128 + SIGINT, as a shell reports a Ctrl-C'd command
     console.print(f"use it: rlkd-lite train --gsrm-adapter {result.run_dir}", highlight=False,
                   markup=False)

@@ -326,20 +326,23 @@ class GsrmTrainResult:
     model: Any
     """The trained model (adapter `default`, active), for callers that go on using it."""
     tokenizer: Any
+    interrupted: bool = False
+    """Stopped by Ctrl-C before max_steps, after saving a checkpoint; not evaluated then."""
 
 
 def train_gsrm(config: GsrmTrainConfig, *, resume: bool = False) -> GsrmTrainResult:
     """Train the gsrm adapter as `config` says, evaluate it on the held-out examples and save
     both. The run directory holds config.yaml, metrics.jsonl, checkpoints/, adapter/ (the gsrm
-    adapter), eval.json and eval_predictions.jsonl (each held-out example's output)."""
-    config.validate()
+    adapter), eval.json and eval_predictions.jsonl (each held-out example's output). A run
+    stopped by Ctrl-C saves its adapter but is not evaluated (`interrupted`)."""
+    from rlkd_lite.train.run import check_run_config, open_run
+
     if not config.examples:
         raise RlkdError("no labelled examples: pass --examples FILE (made by `rlkd-lite gsrm "
                         "label`)")
+    check_run_config(config)
     examples = read_label_examples(config.examples)
     train_examples, held_out = split_held_out(examples, config.held_out, config.seed)
-    from rlkd_lite.train.run import open_run
-
     with open_run(config, resume=resume) as (run, checkpoint):
         return _train_gsrm(config, train_examples, held_out, run, checkpoint)
 
@@ -348,7 +351,8 @@ def _train_gsrm(config: GsrmTrainConfig, train_examples: list[LabelExample],
                 held_out: list[LabelExample], run: RunDir, checkpoint: Path | None
                 ) -> GsrmTrainResult:
     from rlkd_lite.console import console
-    from rlkd_lite.train.run import load_config_model, save_student_adapter, train_from
+    from rlkd_lite.train.run import (load_config_model, save_student_adapter, train_from,
+                                     was_interrupted)
     from rlkd_lite.train.sft import build_completion_trainer, rows_that_fit
 
     # The student's loader, so that the adapter has the student's exact shape; its trainable
@@ -364,14 +368,16 @@ def _train_gsrm(config: GsrmTrainConfig, train_examples: list[LabelExample],
     trainer, run_log = build_completion_trainer(config, model, tokenizer, kept, run, "gsrm")
     steps = train_from(trainer, checkpoint, config.max_steps, run)
     seconds = time.perf_counter() - start
+    interrupted = was_interrupted(trainer) and steps < config.max_steps
     evaluation: dict[str, Any] = {}
     if is_main_process():  # the other ranks of a distributed run hold the same adapter
         save_student_adapter(model, run.adapter)  # the trained adapter is the model's `default`
-        evaluation, predictions = evaluate_gsrm_adapter(model, tokenizer, held_out, config)
-        write_json_atomic(run.path / "eval.json", evaluation)
-        write_jsonl_atomic(run.path / "eval_predictions.jsonl", predictions)
-    return GsrmTrainResult(run.path, run.adapter, steps, seconds,
-                           run_log.latest, evaluation, len(rows) - len(kept), model, tokenizer)
+        if not interrupted:  # Ctrl-C asks to stop, not to wait for the held-out decoding
+            evaluation, predictions = evaluate_gsrm_adapter(model, tokenizer, held_out, config)
+            write_json_atomic(run.path / "eval.json", evaluation)
+            write_jsonl_atomic(run.path / "eval_predictions.jsonl", predictions)
+    return GsrmTrainResult(run.path, run.adapter, steps, seconds, run_log.latest, evaluation,
+                           len(rows) - len(kept), model, tokenizer, interrupted)
 
 
 def evaluate_gsrm_adapter(model: Any, tokenizer: Any, examples: Sequence[LabelExample],
