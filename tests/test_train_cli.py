@@ -111,3 +111,17 @@ def test_gsrm_train_with_a_student_recipe_names_a_gsrm_recipe(student, gsrm, tmp
     assert (f"{student} is a training recipe for the student, not a gsrm recipe; use e.g. "
             f"{gsrm} (recipes/gsrm-*.yaml)") in " ".join(result.output.split())
     assert "held_out" not in result.output
+
+
+def test_an_empty_or_null_set_clears_an_optional_field_and_is_refused_for_others():
+    def teacher_decomposer(*args: str):
+        result = run_cli("train", "--recipe", "bench-tiny", *args, "--dry-run")
+        assert result.exit_code == 0, result.output
+        return yaml.safe_load(result.output)["teacher_decomposer"]
+
+    assert teacher_decomposer() == "rules"  # the bench recipe's
+    for value in ("null", ""):
+        assert teacher_decomposer("--set", f"teacher_decomposer={value}") is None
+    result = run_cli("train", "--recipe", "tiny-cpu", "--set", "model=", "--dry-run")
+    assert result.exit_code == 1
+    assert "field 'model': expected str, got None" in result.output, result.output

@@ -290,8 +290,8 @@ def load_config(recipe: str, overrides: dict[str, Any] | None = None,
                 raise InputError(f"expected a mapping to set {key} in, got {current!r}",
                                  path=str(where[0]), line=where[1], field=name)
             values[name] = {**current, entry: value}
-        elif value is not None:
-            values[key] = value
+        elif value is not None:  # None: not given (a CLI flag left out); CLEARED sets None
+            values[key] = None if value is CLEARED else value
             lines.pop(key, None)
     unknown = [k for k in values if k not in fields]
     if unknown:
@@ -307,6 +307,12 @@ def load_config(recipe: str, overrides: dict[str, Any] | None = None,
     config = config_class(**checked)
     config.validate()
     return config
+
+
+CLEARED = type("Cleared", (), {"__repr__": lambda self: "None"})()
+"""An override that sets a field to None (`--set teacher=null`, or `--set teacher=`), where a
+None override means "not given" and keeps the recipe's value. Fields that cannot be None
+refuse it by name."""
 
 
 def parse_set_overrides(pairs: list[str], config_class: type[RunConfig] = RunConfig
@@ -328,5 +334,6 @@ def parse_set_overrides(pairs: list[str], config_class: type[RunConfig] = RunCon
                             f"FIELD.KEY=VALUE for one entry of a mapping field "
                             f"({', '.join(mappings)}); known fields: {', '.join(fields)}")
         out.pop(key, None)  # a repeated key counts where it was given last
-        out[key] = yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
+        out[key] = CLEARED if value is None and not dot else value
     return out
