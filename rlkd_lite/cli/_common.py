@@ -13,6 +13,11 @@ from rlkd_lite.errors import RlkdError
 
 console = make_console()
 
+SET_HELP = ("Override a recipe field: FIELD=VALUE (repeatable; values parsed as YAML). "
+            "FIELD.KEY=VALUE sets one entry of a mapping such as reward_weights, FIELD={...} "
+            "replaces the whole mapping, FIELD=null clears an optional field.")
+"""The help of every command's --set (`parse_set_overrides` reads them all alike)."""
+
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from rlkd_lite.cli import app
-from rlkd_lite.cli._common import console, user_errors
+from rlkd_lite.cli._common import SET_HELP, console, user_errors
 
 
 # (row title, result key) of the table, in the order of a step.
@@ -39,8 +39,8 @@ def bench(
     workdir: Optional[Path] = typer.Option(None, help="Where the model and runs go "
                                            "(default: a new temporary directory)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results here."),
-    set_: list[str] = typer.Option([], "--set", help="Override a recipe field for every variant: "
-                                   "FIELD=VALUE (repeatable), e.g. --set decode_graphs=false."),
+    set_: list[str] = typer.Option([], "--set", help=f"For every variant. {SET_HELP} E.g. "
+                                   "--set decode_graphs=false."),
 ) -> None:
     """Time RLKD's step by stage against GRPO with and without Unsloth; print and save it."""
     from rich.table import Table

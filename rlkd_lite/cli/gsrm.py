@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from rlkd_lite.cli import app
-from rlkd_lite.cli._common import console, user_errors
+from rlkd_lite.cli._common import SET_HELP, console, user_errors
 from rlkd_lite.cli._jobs import (ApiBase, ApiKeyEnv, ApiModel, Backoff, Concurrency, Rejects,
                                  Retries, RetryRejected, Timeout, make_client, finish_job)
 from rlkd_lite.data.openai_client import DEFAULT_API_KEY_ENV
@@ -94,8 +94,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(
         help="Seed of the held-out split, LoRA init and data order.")] = None,
     set_: Annotated[list[str], typer.Option(
-        "--set", help="Override any recipe field: FIELD=VALUE (repeatable; values parsed as "
-                      "YAML), e.g. --set held_out=0.1.")] = [],
+        "--set", help=f"{SET_HELP} E.g. --set held_out=0.1.")] = [],
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --output-dir from its last checkpoint.")] = False,
     dry_run: Annotated[bool, typer.Option(

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from rlkd_lite.cli import app
-from rlkd_lite.cli._common import console, user_errors
+from rlkd_lite.cli._common import SET_HELP, console, user_errors
 
 DEFAULT_RECIPE = "rlkd-qwen2.5-1.5b-gsm8k"
 
@@ -31,10 +31,7 @@ def train(
     output_dir: Optional[str] = typer.Option(None, help="Run directory."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Optimizer steps."),
     seed: Optional[int] = typer.Option(None, min=0, help="Random seed."),
-    set_: list[str] = typer.Option([], "--set", help="Override any recipe field: FIELD=VALUE "
-                                   "(repeatable; values parsed as YAML). FIELD.KEY=VALUE sets "
-                                   "one entry of a mapping such as reward_weights; FIELD={...} "
-                                   "replaces the whole mapping."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     resume: bool = typer.Option(False, help="Continue the run in --output-dir from its last "
                                 "checkpoint."),
     dry_run: bool = typer.Option(False, help="Check and print the resolved configuration, "
