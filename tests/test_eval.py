@@ -320,3 +320,17 @@ def test_a_run_without_its_final_adapter_points_at_its_newest_checkpoint(
         f"error: {run}: no LoRA adapter here (expected adapter_config.json in it or in "
         f"{run / 'adapter'}); the run saved no final adapter (stopped early?), but its newest "
         f"checkpoint has one: {run / 'checkpoints' / 'checkpoint-10'}")
+
+
+def test_evaluating_an_interrupted_runs_adapter_warns(tmp_path, capsys):
+    from rlkd_lite.eval.evaluate import warn_if_interrupted
+
+    run = tmp_path / "run"
+    run.mkdir()
+    warn_if_interrupted(run, run)  # no summary.json: nothing to say
+    write_json_atomic(run / "summary.json", {"steps": 3, "max_steps": 250, "interrupted": True})
+    warn_if_interrupted(run, run / "checkpoints" / "checkpoint-2")  # a checkpoint is what it is
+    assert capsys.readouterr().err == ""
+    warn_if_interrupted(run, run / "adapter")
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"run {run} was stopped by Ctrl-C at step 3 of 250" in err

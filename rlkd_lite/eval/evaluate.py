@@ -120,6 +120,21 @@ def find_run_dir(adapter: str | Path) -> Path | None:
     return next((c for c in candidates if (c / "config.yaml").is_file()), None)
 
 
+def warn_if_interrupted(run_dir: Path, adapter: str | Path | None) -> None:
+    """Say so when the run's final adapter is evaluated but Ctrl-C stopped the run short."""
+    if adapter is None or Path(adapter).expanduser() not in (run_dir, run_dir / "adapter"):
+        return
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no summary (a run that never finished), or an unreadable one: nothing to say
+    if isinstance(summary, dict) and summary.get("interrupted"):
+        console.print(f"[yellow]warning:[/] run {escape(str(run_dir))} was stopped by Ctrl-C at "
+                      f"step {summary.get('steps')} of {summary.get('max_steps')}: its adapter is "
+                      f"the student at that step (continue the run with --resume)",
+                      highlight=False)
+
+
 def run_config(run_dir: Path) -> RunConfig:
     """A run's configuration, as its config.yaml recorded it."""
     return load_config(str(run_dir / "config.yaml"))
@@ -294,6 +309,7 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
                              teacher=settings.teacher, require_trace=False)
     if run_dir is not None:
         check_no_overlap(problems, run_dir)
+        warn_if_interrupted(run_dir, settings.adapter)
     elif settings.adapter:
         console.print(f"[yellow]warning:[/] {escape(settings.adapter)} is not in a run directory "
                       f"(no config.yaml next to it), so its training problems are unknown and "

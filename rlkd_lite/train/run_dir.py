@@ -6,7 +6,8 @@
     RUN/checkpoints/         Trainer checkpoints (adapter + optimizer + state), every save_steps
     RUN/cache/               teacher decompositions, keyed by content and decomposer
     RUN/adapter/             the final student adapter (safetensors)
-    RUN/summary.json         steps, wall time, last metrics, whether the gsrm adapter is unchanged
+    RUN/summary.json         steps (of max_steps; `interrupted` by Ctrl-C?), wall time, last
+                             metrics, whether the gsrm adapter is unchanged
     RUN/.lock                held by the process running in RUN (its pid inside)
 """
 from __future__ import annotations
