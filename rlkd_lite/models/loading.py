@@ -9,8 +9,11 @@ Two backends share one code path after loading:
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 from rlkd_lite.errors import RlkdError
 from rlkd_lite.models.adapters import GSRM_ADAPTER, STUDENT_ADAPTER
 from rlkd_lite.models.checkpoints import last_checkpoint
-from rlkd_lite.models.registry import resolve_model
+from rlkd_lite.models.registry import ResolvedModel, resolve_model
 
 BACKENDS = ("unsloth", "hf")
 
@@ -33,15 +36,42 @@ class LoraSettings:
     target_modules: tuple[str, ...]
 
 
+_DEPENDENCY_NOISE = {
+    # torchao's optional compiled kernels, built for other GPUs or another torch (it falls back)
+    "torchao": "Failed to load ",
+    # torchao registering enums with torch's pytree the deprecated way
+    "torch.utils._pytree": "is an Enum subclass",
+    # bitsandbytes on a CPU without the optional `kernels` package
+    "bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward",
+}
+"""Warnings, by logger, that dependencies log while a model loads and that say nothing about
+the run; only these messages are dropped, the loggers' other warnings still show."""
+
+
+class _DropMessage(logging.Filter):
+    """Drops a logger's records whose message contains `fragment`."""
+
+    def __init__(self, fragment: str):
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.fragment not in str(record.msg)
+
+
+@functools.cache
+def _quiet_dependency_noise() -> None:
+    """Drop `_DEPENDENCY_NOISE` (once per process; before torchao or bitsandbytes is imported,
+    which happens while a model loads)."""
+    for name, fragment in _DEPENDENCY_NOISE.items():
+        logging.getLogger(name).addFilter(_DropMessage(fragment))
+
+
 def prepare_backend(backend: str) -> None:
     """Import order matters: Unsloth must patch transformers/TRL before they are imported."""
     if backend not in BACKENDS:
         raise RlkdError(f"unknown backend '{backend}', choose one of {', '.join(BACKENDS)}")
-    # Import-time warnings that say nothing about the run: torchao registering enums with
-    # torch's pytree the deprecated way, and bitsandbytes on a CPU missing the optional
-    # `kernels` package.
-    for name in ("torch.utils._pytree", "bitsandbytes.backends.cpu.ops"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    _quiet_dependency_noise()
     if backend == "unsloth":
         import unsloth  # noqa: F401
     else:
@@ -51,6 +81,71 @@ def prepare_backend(backend: str) -> None:
             # TRL 1.15 always installs a Triton fused LM-head kernel; without a GPU driver only
             # Triton's interpreter can run it (slow, but correct). Unsloth avoids this itself.
             os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@contextlib.contextmanager
+def _model_files(resolved: ResolvedModel) -> Iterator[None]:
+    """Around loading a model and its tokenizer: a model whose files cannot be fetched or found
+    (no network, not cached, no such repo, gated, a local folder missing a file) becomes an
+    RlkdError saying why and what to do, the original kept as __cause__. Other errors pass."""
+    import httpx  # the Hub client's HTTP library
+
+    try:
+        yield
+    except Exception as exc:
+        chain = [exc]
+        while chain[-1].__cause__ is not None:  # Unsloth and transformers re-raise Hub errors
+            chain.append(chain[-1].__cause__)
+        # Hub errors are OSErrors (some also httpx errors), as are transformers' missing files.
+        fetch_errors = [error for error in chain if isinstance(error, (OSError, httpx.HTTPError))]
+        if not fetch_errors:
+            raise
+        raise RlkdError(_unloadable_message(resolved, fetch_errors)) from exc
+
+
+def _unloadable_message(resolved: ResolvedModel, errors: list[BaseException]) -> str:
+    """Why a model's files could not be had (`errors`: the fetch errors in the chain, outermost
+    first), and what to do about it."""
+    import httpx
+    from huggingface_hub import is_offline_mode
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    name = resolved.name_or_path
+    if Path(name).is_dir():
+        return f"could not load the model in {name}: {_first_line(errors[0])}"
+    url = f"https://huggingface.co/{name}"
+    network = next((error for error in errors if isinstance(error, httpx.TransportError)), None)
+    download = f"download it beforehand (hf download {name}) so that it loads from the cache"
+    if any(isinstance(error, GatedRepoError) for error in errors):
+        why, fix = "access to it is gated", f"request access at {url}, then log in: hf auth login"
+    elif any(isinstance(error, RepositoryNotFoundError) for error in errors):
+        why = f"there is no such repository ({url})"
+        fix = "check the name; if the repository is private, log in: hf auth login"
+    elif is_offline_mode():
+        why = "it is not in the local cache and HF_HUB_OFFLINE is set"
+        fix = f"unset HF_HUB_OFFLINE where huggingface.co is reachable, {download}"
+    else:
+        why = (f"huggingface.co cannot be reached ({_first_line(network)})" if network
+               else _first_line(errors[0]))
+        fix = f"run where huggingface.co is reachable, {download}"
+    alias = f" (alias {resolved.alias})" if resolved.alias else ""
+    return (f"could not load model {name}{alias} from the Hugging Face Hub: {why}. To fix: "
+            f"{fix}, or give a local model folder instead")
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().partition("\n")[0] or type(error).__name__
+
+
+def _fetch_config(resolved: ResolvedModel) -> None:
+    """Before transformers loads a Hub model: with the Hub unreachable, each file costs ~25 s of
+    retries (minutes if connections time out), and AutoTokenizer asks for config.json twice
+    before it fails; asking once fails in half the time. A cached copy returns at once. (Not
+    before Unsloth, which may load another repo than the one named: its own copy.)"""
+    if not Path(resolved.name_or_path).is_dir():
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(resolved.name_or_path, "config.json")
 
 
 def _bnb_4bit_config() -> Any:
@@ -106,10 +201,11 @@ def load_student(model_name: str, *, backend: str, lora: LoraSettings, max_seq_l
     if backend == "unsloth":
         from unsloth import FastLanguageModel
 
-        model, tokenizer = FastLanguageModel.from_pretrained(
-            resolved.name_or_path, max_seq_length=max_seq_length,
-            load_in_4bit=load_in_4bit or resolved.pre_quantized_4bit,
-            trust_remote_code=trust_remote_code)
+        with _model_files(resolved):
+            model, tokenizer = FastLanguageModel.from_pretrained(
+                resolved.name_or_path, max_seq_length=max_seq_length,
+                load_in_4bit=load_in_4bit or resolved.pre_quantized_4bit,
+                trust_remote_code=trust_remote_code)
         model = FastLanguageModel.get_peft_model(
             model, r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
             target_modules=list(lora.target_modules), random_state=seed,
@@ -122,15 +218,17 @@ def load_student(model_name: str, *, backend: str, lora: LoraSettings, max_seq_l
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path,
-                                                  trust_remote_code=trust_remote_code)
         kwargs: dict[str, Any] = {"dtype": _compute_dtype(torch),
                                   "trust_remote_code": trust_remote_code}
         if quantize:
             kwargs["quantization_config"] = _bnb_4bit_config()
         if torch.cuda.is_available():
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
-        base = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, **kwargs)
+        with _model_files(resolved):
+            _fetch_config(resolved)
+            tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path,
+                                                      trust_remote_code=trust_remote_code)
+            base = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, **kwargs)
         if quantize or resolved.pre_quantized_4bit:
             base = prepare_model_for_kbit_training(
                 base, use_gradient_checkpointing=gradient_checkpointing)
@@ -218,10 +316,12 @@ def load_inference_model(name_or_path: str, adapter: str | None = None, *,
                          trust_remote_code: bool = False) -> tuple[Any, Any]:
     """A model for generation and judging only (no training): transformers, plus an optional
     LoRA adapter under `adapter_name`. 4-bit by default on a GPU, full precision on a CPU."""
+    _quiet_dependency_noise()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     resolved = resolve_model(name_or_path, backend="hf")
+    adapter_path = adapter_dir(adapter) if adapter else None  # a wrong path fails before loading
     cuda = torch.cuda.is_available()
     quantize = (cuda if load_in_4bit is None else load_in_4bit) and not resolved.pre_quantized_4bit
     kwargs: dict[str, Any] = {"dtype": _compute_dtype(torch),
@@ -230,14 +330,16 @@ def load_inference_model(name_or_path: str, adapter: str | None = None, *,
         kwargs["quantization_config"] = _bnb_4bit_config()
     if cuda:
         kwargs["device_map"] = {"": 0}
-    tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path,
-                                              trust_remote_code=trust_remote_code)
+    with _model_files(resolved):
+        _fetch_config(resolved)
+        tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path,
+                                                  trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, **kwargs)
     _prepare_tokenizer(tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, **kwargs)
-    if adapter:
+    if adapter_path:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter_dir(adapter)),
+        model = PeftModel.from_pretrained(model, str(adapter_path),
                                           adapter_name=adapter_name, is_trainable=False)
     if not cuda:
         _fix_cpu_4bit(model)
