@@ -19,6 +19,7 @@ from rlkd_lite.structure.llm import (  # noqa: E402
     GSRMDecomposer,
     LLMJudge,
     _StepLimit,
+    without_partial_tag,
     chat_token_ids,
     decomposition_messages,
 )
@@ -230,14 +231,28 @@ def _first_stop(tokenizer, text: str, limit: int) -> str | None:
     return None
 
 
-def test_step_limit_stops_at_the_end_of_the_last_kept_answer(tiny_tokenizer):
+def test_step_limit_stops_where_the_step_after_the_last_kept_one_begins(tiny_tokenizer):
     text = render_steps([Step(f"meta {i}", f"query {i}", f"answer {i}") for i in (1, 2, 3)])
     so_far = _first_stop(tiny_tokenizer, text, limit=2)
-    assert so_far is not None and so_far.endswith("[Answer 2]: answer 2\n")
-    assert len(parse_steps(so_far)) == 2
+    # At the "[" of the next tag, which the decomposer drops: not its whole meta line.
+    assert so_far is not None and so_far.endswith("[Answer 2]: answer 2\n[")
+    assert without_partial_tag(so_far).endswith("[Answer 2]: answer 2\n")
+    assert parse_steps(without_partial_tag(so_far)) == parse_steps(text)[:2]
+    # Without the next tag, the answer may still go on: no stop.
+    assert _first_stop(tiny_tokenizer, text.split("\n[Meta-reasoning 3]")[0] + "\n",
+                       limit=2) is None
 
-    # An answer is only complete at its line end: "answer 2" could still grow.
-    assert _first_stop(tiny_tokenizer, text.split("\n[Meta-reasoning 3]")[0], limit=2) is None
+
+@pytest.mark.parametrize("answer", [
+    "\\[\n24 - 18 = 6\n\\]", "24 - 18\n= 6 muffins", "- 6 muffins\n- 2 given away", "\n\n6",
+    " 6\r"])
+def test_step_limit_keeps_an_answer_that_goes_on_over_lines(tiny_tokenizer, answer):
+    text = ("[Meta-reasoning 1]: m1\n[Sub-problem 1]: q1\n[Answer 1]: 18\n"
+            f"[Meta-reasoning 2]: m2\n[Sub-problem 2]: q2\n[Answer 2]:{answer}\n"
+            "[Meta-reasoning 3]: m3\n[Sub-problem 3]: q3\n")
+    so_far = _first_stop(tiny_tokenizer, text, limit=2)
+    assert so_far is not None and len(so_far) < len(text)
+    assert parse_steps(without_partial_tag(so_far)) == parse_steps(text)[:2]
 
 
 def test_step_limit_without_an_answer_stops_when_the_next_step_has_a_line(tiny_tokenizer):

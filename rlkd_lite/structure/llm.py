@@ -208,33 +208,51 @@ def decomposition_messages(question: str, reasoning: str, few_shot: bool) -> lis
 class _StepLimit(StoppingCriteria):
     """Stopping criterion: a row is done once the last step its limit keeps is complete.
 
-    That is when the `limit`-th step's answer line has ended, or else (a step without an
-    answer) when a step past the limit has a line. Waiting for the next step, as a plain count
-    would, decodes its tag and meta-reasoning line for nothing: about 25 tokens a row. Steps are
-    counted by `parse_steps` on the row's decoded output, only when the newest token ends a
-    line: in the tagged format each part is one line, so that is when a part is complete.
-    Tokens are classified once and cached, so most calls only look up ids.
+    That is when, after the `limit`-th step has an answer, a line starts with "[" (the next
+    step's tag), or else (a step without an answer) when a step past the limit has a line.
+    Waiting for a whole next step, as a plain count would, decodes its tag and meta-reasoning
+    line for nothing (about 25 tokens a row); stopping at the answer's first line end would cut
+    an answer that goes on ("\\[", a list). The "[" that begins the next tag is left in the
+    output; `without_partial_tag` drops it. The output is decoded and parsed only at tokens
+    that end a line or hold a "[" (classified once per token id and cached).
     """
 
     def __init__(self, tokenizer: Any, limits: list[int | None], prompt_length: int):
         self.tokenizer, self.limits, self.prompt_length = tokenizer, limits, prompt_length
-        self._ends_line: dict[int, bool] = {}
+        self._kinds: dict[int, tuple[bool, bool]] = {}
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         done = [False] * len(self.limits)
         for row, (token, limit) in enumerate(zip(input_ids[:, -1].tolist(), self.limits)):
-            if limit is None or not self._token_ends_line(token):
+            ends_line, has_bracket = self._kind(token)
+            if limit is None or not (ends_line or has_bracket):
                 continue
             output = self.tokenizer.decode(input_ids[row, self.prompt_length:],
                                            skip_special_tokens=True)
-            steps = parse_steps(output)
-            done[row] = len(steps) > limit or (0 < limit == len(steps) and bool(steps[-1].answer))
+            complete = without_partial_tag(output)
+            if complete != output:  # a new line starts with "[": is the last kept step done?
+                steps = parse_steps(complete)
+                done[row] = len(steps) > limit or (
+                    0 < limit <= len(steps) and bool(steps[limit - 1].answer))
+            elif ends_line:
+                done[row] = len(parse_steps(output)) > limit
         return torch.tensor(done, device=input_ids.device)
 
-    def _token_ends_line(self, token: int) -> bool:
-        if token not in self._ends_line:
-            self._ends_line[token] = "\n" in self.tokenizer.decode([token])
-        return self._ends_line[token]
+    def _kind(self, token: int) -> tuple[bool, bool]:
+        """(ends a line, holds a "[") for a token id."""
+        if token not in self._kinds:
+            text = self.tokenizer.decode([token])
+            self._kinds[token] = ("\n" in text, "[" in text)
+        return self._kinds[token]
+
+
+def without_partial_tag(text: str) -> str:
+    """`text` without a last line that only begins a tag ("[", "[Meta-reas"): where a
+    decomposition stopped by `_StepLimit` ends."""
+    head, newline, last = text.rpartition("\n")
+    if newline and last.lstrip().startswith("[") and "]" not in last:
+        return head + newline
+    return text
 
 
 class GSRMDecomposer:
@@ -243,9 +261,9 @@ class GSRMDecomposer:
     `adapter` None runs the bare base model. `few_shot` (default: True exactly when `adapter`
     is None) adds worked examples to the prompt; a trained gsrm adapter is run zero-shot, on
     the prompt it was trained on (`decomposition_messages`). `max_steps` (per call, or a
-    default here) stops an item's generation once its `limit`-th step has its answer line and
-    keeps the first `limit` steps: the structure reward never looks past the teacher's step
-    count.
+    default here) stops an item's generation once its `limit`-th step is complete (see
+    `_StepLimit`) and keeps the first `limit` steps: the structure reward never looks past the
+    teacher's step count.
     Unparseable output gives [] for that item. After each call `last_counts` holds the work it
     did: generated tokens (`tokens`, padding not counted) and decode steps (`decode_steps`, one
     batched forward pass each, summed over generate calls), for throughput metrics.
@@ -314,7 +332,7 @@ class GSRMDecomposer:
                 self.last_counts["tokens"] += int((generated != self.tokenizer.pad_token_id).sum())
                 decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
                 for index, text in zip(indices, decoded):
-                    texts[index] = text
+                    texts[index] = without_partial_tag(text)
         return texts
 
     def _room(self, prompt_length: int) -> int:
