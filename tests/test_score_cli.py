@@ -231,10 +231,14 @@ def test_unpaired_ids_are_listed_up_to_five(workdir):
     assert "7 id(s) of teacher.jsonl are not in student.jsonl: 1, 2, 3, 4, 5 and 2 more" in output
 
 
-def test_unwritable_report_is_a_clean_error(workdir):
+def test_an_unwritable_report_is_refused_before_scoring(workdir):
+    Path("adir").mkdir()
+    code, output = score("teacher.jsonl", "student.jsonl", "--decomposer", "gsrm", "--model",
+                         "no/such-model", "--json", "adir")
+    assert code == 1 and output.startswith("error: adir: is a directory"), output
+    # Missing folders are made.
     code, output = score("teacher.jsonl", "student.jsonl", "--json", "no/such/dir/report.json")
-    assert code == 1
-    assert "error: cannot write no/such/dir/report.json: No such file or directory" in output
+    assert code == 0 and Path("no/such/dir/report.json").is_file(), output
 
 
 def test_missing_file_and_missing_model(workdir):
@@ -265,12 +269,14 @@ def test_a_model_backed_decomposer_runs_a_batch_at_a_time_under_a_progress_bar(c
         calls: list[int] = []
 
         def __call__(self, items, max_steps=None):
-            self.calls.append(len(items))
+            self.calls.append([len(i.question) + len(i.reasoning) for i in items])
             return super().__call__(items)
 
     paired = pair_files(EXAMPLES / "teacher.jsonl", EXAMPLES / "student.jsonl")
     batched = score_pairs(paired, BatchedRules(), LexicalJudge())
-    assert BatchedRules.calls == [4, 4, 3]  # 11 traces without given steps
+    assert [len(call) for call in BatchedRules.calls] == [4, 4, 3]  # 11 traces to decompose
+    lengths = [length for call in BatchedRules.calls for length in call]
+    assert lengths == sorted(lengths)  # like lengths share a batch, as in one call
     assert "decompose" in capsys.readouterr().err
     at_once = score_pairs(paired, RulesDecomposer(), LexicalJudge())
     assert [p.score.reward for p in batched.pairs] == [p.score.reward for p in at_once.pairs]
@@ -361,7 +367,12 @@ def test_append_jsonl_starts_a_fresh_line_after_a_torn_one(tmp_path):
 def test_output_to_a_file_or_pipe_is_wide_enough_for_tables(monkeypatch):
     from rlkd_lite.console import LOG_WIDTH, make_console
 
-    monkeypatch.delenv("COLUMNS", raising=False)  # pytest captures output: no terminal
+    import io
+    import sys
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # no terminal, even under pytest -s
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert make_console().width == make_console(stderr=True).width == LOG_WIDTH
     monkeypatch.setenv("COLUMNS", "100")  # the user's choice wins
     assert make_console().width == 100

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from rlkd_lite.cli import app
 from rlkd_lite.cli._common import console, err_console, user_errors
+from rlkd_lite.data.jsonl import check_writable
 from rlkd_lite.errors import InputError
 from rlkd_lite.eval.alignment import pair_files, score_pairs, write_report
 from rlkd_lite.eval.render import pair_table, summary_table
@@ -61,8 +62,10 @@ def score(
 ) -> None:
     """Score how well student traces reproduce the step structure of teacher traces."""
     with user_errors():
-        # Bad files fail here, before a model spends minutes loading.
+        # Bad files and an unwritable report fail here, before minutes of model work.
         paired = pair_files(teacher, student, skip_bad=skip_bad)
+        if json_out is not None:
+            check_writable(json_out)
         model_options = {}
         needs_model = [option for option, chosen in (
                            ("--decomposer gsrm", decomposer is DecomposerName.gsrm),
@@ -88,6 +91,7 @@ def score(
             err_console.print(
                 f"[yellow]skipped:[/] and {len(result.problems) - _PROBLEMS_SHOWN} more")
         if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
             write_report(json_out, result)
         console.print(summary_table(result.summary()))
         for pair in result.lowest(show):

@@ -317,8 +317,12 @@ def _decompose(traces: Sequence[Trace],
     """Steps for every trace (given ones as they are, the rest decomposed), split back into
     the first and second half. Rule-based decomposers get all traces in one call."""
     todo = [i for i, t in enumerate(traces) if t.steps is None]
-    items = [DecomposeInput(traces[i].question, traces[i].reasoning) for i in todo]
     batch_size = getattr(decomposer, "batch_size", None)
+    if batch_size:
+        # By length, as the decomposer orders one call: a batch decodes until its longest row
+        # stops, so rows of like length should share batches.
+        todo.sort(key=lambda i: len(traces[i].question) + len(traces[i].reasoning))
+    items = [DecomposeInput(traces[i].question, traces[i].reasoning) for i in todo]
     if batch_size and items:
         from rlkd_lite.console import item_progress
 
