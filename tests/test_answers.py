@@ -144,6 +144,12 @@ NUMBERED = ("#### 1. Compute the total\nShe pays 3 + 4 = 7 dollars.\n"
     ("#### 1. Compute the total\n#### 72", "72"),
     ("She has 8 apples.\n#### 2. Check the count", "8"),   # a numbered heading at the end
     ("#### 1. Count the apples\nFour and four make eight.", None),  # its number is no answer
+    # The heading's own text still counts.
+    ("### Solution\n#### 1. Eggs laid: 16\n#### 4. Revenue: 9 × $2 = $18", "18"),
+    ("#### 3. Final answer: **18**", "18"),
+    ("#### 3. The answer is 18", "18"),
+    ("#### 2. Final answer: $18", "18"),
+    ("#### 2. Eggs\n9\n#### 2. Final Answer: \\boxed{18}", "18"),
 ])
 def test_numbered_headings_are_not_the_answer_marker(text, expected):
     assert extract_final_answer(text) == expected

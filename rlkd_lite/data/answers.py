@@ -17,8 +17,9 @@ _NUMBER_RE = re.compile(_NUMBER)
 # heading, which instruct models write, and says nothing about the answer.
 _HASHES_NUMBER_RE = re.compile(rf"####[ \t]*({_NUMBER})")
 # So is a numbered heading ("#### 1. Compute the total", "#### 2) Add"), whose step number
-# would pass for the marker's: such lines are dropped before any answer is looked for.
-NUMBERED_HEADING = re.compile(r"^[ \t]*####[ \t]*\d+[.)][ \t]+\S.*$", re.MULTILINE)
+# would pass for the marker's: the "#### 1. " is dropped before any answer is looked for, the
+# heading's text ("#### 4. Revenue: $18") kept.
+NUMBERED_HEADING = re.compile(r"^[ \t]*####[ \t]*\d+[.)][ \t]+(?=\S)", re.MULTILINE)
 _HASHES_TEXT_RE = re.compile(r"####[ \t]*([^\n]*)")
 _ANSWER_PHRASE_RE = re.compile(
     rf"\b(?:final\s+answer|answer)\s*(?:is|:|=)[\s:=*]*({_NUMBER})", re.IGNORECASE)
@@ -33,7 +34,7 @@ def extract_final_answer(text: str) -> str | None:
     """The final answer in `text`, cleaned ("$1,234." -> "1234"), or None if there is none.
 
     Only the part after the last `</think>` is searched when there is one (the reasoning may
-    try answers it later drops), numbered headings ("#### 1. Compute the total") left out. In
+    try answers it later drops), the "#### 1. " of numbered headings left out. In
     order of trust: the last `#### N` (a `####` followed by text, e.g. "#### Step 1: ...", is a
     Markdown heading), the last `\\boxed{N}` (nested braces and `\\frac{a}{b}` allowed; a
     box with no number gives its text), the last "the answer is N" / "final answer: N", the
