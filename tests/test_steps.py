@@ -1,6 +1,7 @@
 """The step format: rendering, tolerant parsing, think blocks."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -124,3 +125,18 @@ def test_looks_tagged():
     assert looks_tagged("[sub-think 1]: x")
     assert not looks_tagged("Natalia sold 48/2 = <<48/2=24>>24 clips in May.")
     assert not looks_tagged("[Answer]: 5")  # an answer tag alone is not a step structure
+
+
+@pytest.mark.parametrize("text", [
+    "**[Meta-reasoning 1]:** m\n**[Sub-problem 1]:** q\n**[Answer 1]:** 18",
+    "**[Meta-reasoning 1]**: m\n**[Sub-problem 1]**: q\n**[Answer 1]**: 18",
+    "__[Meta-reasoning 1]:__ m\n__[Sub-problem 1]:__ q\n__[Answer 1]:__ 18",
+    "**[Meta-reasoning 1]: m**\n**[Sub-problem 1]: q**\n**[Answer 1]: 18**",
+])
+def test_tags_set_in_bold_or_italics_take_their_markers_with_them(text):
+    assert parse_steps(text) == [Step("m", "q", "18")]
+
+
+def test_an_answers_own_emphasis_after_the_tag_is_kept():
+    assert parse_steps("[Meta-reasoning 1]: a **b**\n[Answer 1]: **18**") == \
+        [Step("a **b**", "", "**18**")]

@@ -37,7 +37,10 @@ _TAG_KINDS = {
 }
 _META_OR_QUERY_NAMES = (r"meta[\s_-]*reasoning|meat[\s_-]*reasoning|sub[\s_-]*think|"
                         r"sub[\s_-]*problem|query")
-_TAG = re.compile(rf"\[\s*({_META_OR_QUERY_NAMES}|answer)\s*\d*\s*\]\s*:?", re.IGNORECASE)
+# A tag may be set in bold or italics as a whole ("**[Answer 1]:** 18", "**[Answer 1]**: 18"):
+# the markers go with it; an answer's own emphasis after the colon ("[Answer 1]: **18**") stays.
+_TAG = re.compile(rf"(?P<em>\*\*|__)?\[\s*(?P<name>{_META_OR_QUERY_NAMES}|answer)\s*\d*\s*\]\s*"
+                  rf"(?(em)(?:(?P=em)\s*:?|:?\s*(?P=em)?)|:?)", re.IGNORECASE)
 _STEP_START_TAG = re.compile(rf"\[\s*(?:{_META_OR_QUERY_NAMES})\s*\d*\s*\]", re.IGNORECASE)
 _TAG_NAME_JUNK = re.compile(r"[\s_-]+")
 # A closing "So the final answer is 72." / "#### 72" after the last step's own text belongs to
@@ -110,9 +113,12 @@ def parse_steps(text: str) -> list[Step]:
     parts = ["", "", ""]
     last_kind = -1
     for n, tag in enumerate(tags):
-        kind = _TAG_KINDS[_TAG_NAME_JUNK.sub("", tag.group(1).lower())]
+        kind = _TAG_KINDS[_TAG_NAME_JUNK.sub("", tag.group("name").lower())]
         end = tags[n + 1].start() if n + 1 < len(tags) else len(text)
         body = text[tag.end():end]
+        emphasis = tag.group("em")
+        if emphasis and body.rstrip().endswith(emphasis):  # "**[Answer 1]: 18**"
+            body = body.rstrip()[:-len(emphasis)]
         if n + 1 == len(tags):
             body = _without_trailer(body)
         if kind <= last_kind:
