@@ -243,6 +243,14 @@ def test_step_limit_stops_where_the_step_after_the_last_kept_one_begins(tiny_tok
                        limit=2) is None
 
 
+def test_step_limit_stops_before_a_bold_tag_too(tiny_tokenizer):
+    text = ("**[Meta-reasoning 1]:** m1\n**[Sub-problem 1]:** q1\n**[Answer 1]:** 18\n"
+            "**[Meta-reasoning 2]:** m2\n**[Sub-problem 2]:** q2\n")
+    so_far = _first_stop(tiny_tokenizer, text, limit=1)
+    assert so_far is not None and so_far.endswith("**[Answer 1]:** 18\n**[")
+    assert parse_steps(without_partial_tag(so_far)) == [Step("m1", "q1", "18")]
+
+
 @pytest.mark.parametrize("answer", [
     "\\[\n24 - 18 = 6\n\\]", "24 - 18\n= 6 muffins", "- 6 muffins\n- 2 given away", "\n\n6",
     " 6\r"])

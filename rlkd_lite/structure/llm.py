@@ -247,10 +247,10 @@ class _StepLimit(StoppingCriteria):
 
 
 def without_partial_tag(text: str) -> str:
-    """`text` without a last line that only begins a tag ("[", "[Meta-reas"): where a
+    """`text` without a last line that only begins a tag ("[", "[Meta-reas", "**["): where a
     decomposition stopped by `_StepLimit` ends."""
     head, newline, last = text.rpartition("\n")
-    if newline and last.lstrip().startswith("[") and "]" not in last:
+    if newline and last.lstrip(" \t*_").startswith("[") and "]" not in last:
         return head + newline
     return text
 
