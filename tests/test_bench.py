@@ -23,7 +23,8 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
     result = CliRunner().invoke(app, [
         "bench", "--recipe", "bench-tiny", "--shape", "tiny", "--steps", "2",
         "--variants", "rlkd-unsloth,grpo-unsloth", "--judge-pairs-per-rollout", "2",
-        "--set", "gsrm_max_new_tokens=12", "--workdir", str(tmp_path), "--json", str(out)])
+        "--set", "gsrm_max_new_tokens=12", "--set", "init_adapter=null",  # null: sent as text
+        "--workdir", str(tmp_path), "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     rlkd, grpo = report["results"]
@@ -50,6 +51,8 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
     for variant, method in (("rlkd-unsloth", "rlkd"), ("grpo-unsloth", "grpo")):
         config = yaml.safe_load((tmp_path / f"run-{variant}" / "config.yaml").read_text())
         assert (config["gsrm_max_new_tokens"], config["method"]) == (12, method)
+        assert config["init_adapter"] is None
+    assert report["set"] == ["gsrm_max_new_tokens=12", "init_adapter=null"]
 
 
 @pytest.mark.slow

@@ -125,3 +125,33 @@ def test_an_empty_or_null_set_clears_an_optional_field_and_is_refused_for_others
     result = run_cli("train", "--recipe", "tiny-cpu", "--set", "model=", "--dry-run")
     assert result.exit_code == 1
     assert "field 'model': expected str, got None" in result.output, result.output
+
+
+def test_a_student_recipe_with_gsrm_fields_in_set_is_a_gsrm_recipe(tmp_path):
+    result = run_cli("gsrm", "train", "--recipe", "tiny-cpu", "--examples",
+                     str(tmp_path / "labels.jsonl"), "--set", "held_out=0.1", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.output)["held_out"] == 0.1
+
+
+def test_gsrm_train_does_not_ask_for_the_gsrm_adapter_it_is_to_make(tmp_path):
+    """A student recipe naming the gsrm run's output as its gsrm_adapter, and the gsrm recipe
+    extending it: the adapter does not exist until gsrm train has made it."""
+    gsrm_run = tmp_path / "gsrm-run"
+    (tmp_path / "student.yaml").write_text(f"extends: tiny-cpu\ngsrm_adapter: {gsrm_run}\n")
+    (tmp_path / "gsrm.yaml").write_text(f"extends: {tmp_path / 'student.yaml'}\n"
+                                        f"output_dir: {gsrm_run}\nheld_out: 0.2\n")
+    result = run_cli("gsrm", "train", "--recipe", str(tmp_path / "gsrm.yaml"), "--examples",
+                     str(tmp_path / "labels.jsonl"), "--dry-run")
+    assert result.exit_code == 0, result.output
+    result = run_cli("train", "--recipe", str(tmp_path / "student.yaml"), "--dry-run")
+    assert result.exit_code == 1 and "no LoRA adapter here" in result.output  # the student needs it
+
+
+def test_dry_run_refuses_a_pre_quantised_model_in_full_precision_and_a_negative_seed():
+    result = run_cli("train", "--recipe", "tiny-cpu", "--model",
+                     "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", "--set", "load_in_4bit=false",
+                     "--dry-run")
+    assert result.exit_code == 1 and "is a pre-quantised model" in result.output, result.output
+    result = run_cli("train", "--recipe", "tiny-cpu", "--set", "seed=-1", "--dry-run")
+    assert result.exit_code == 1 and "seed must be at least 0, not -1" in result.output

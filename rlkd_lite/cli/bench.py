@@ -47,16 +47,12 @@ def bench(
 
     from rlkd_lite.data.jsonl import write_json_atomic
     from rlkd_lite.train.bench import BenchTargets, check_targets, default_workdir, run_bench
-    from rlkd_lite.train.config import parse_set_overrides
-
     with user_errors():
-        overrides = parse_set_overrides(set_)
         work = workdir or default_workdir()
         work.mkdir(parents=True, exist_ok=True)
         results = run_bench(recipe=recipe, shape=shape, variants=variants.split(","),
                             steps=steps, judge_pairs_per_rollout=judge_pairs_per_rollout,
-                            workdir=work,
-                            overrides=overrides,
+                            workdir=work, set_pairs=set_,
                             on_variant=lambda v: console.print(f"[bold]bench:[/] {v}"))
     # One column per variant, one row per measure: readable in a narrow terminal.
     table = Table(title=f"rlkd-lite bench · {shape} · {recipe} · mean after the first "
@@ -81,7 +77,7 @@ def bench(
                 else "[green]met[/]" if met else "[red]not met[/]")
         console.print(f"{mark}  {goal}: {measured}")
     if json_out:
-        write_json_atomic(json_out, {"recipe": recipe, "shape": shape, "overrides": overrides,
+        write_json_atomic(json_out, {"recipe": recipe, "shape": shape, "set": set_,
                                      "results": results,
                                      "targets": [{"goal": g, "measured": m, "met": ok}
                                                  for g, m, ok in checks]})

@@ -63,16 +63,36 @@ def _is_repo_id(name: str) -> bool:
             and not Path(name).expanduser().exists())
 
 
+def check_model(name: str, load_in_4bit: bool = True) -> None:
+    """What can be told about a model before anything loads: a known kind of name
+    (`check_model_name`) and, with `load_in_4bit` False, no pre-quantised repo or directory:
+    its weights are 4-bit only, so it would load quantised whatever the caller asked for."""
+    check_model_name(name)
+    if name in MODEL_ALIASES or load_in_4bit:
+        return
+    quantized, why = _pre_quantized(name)
+    if quantized:
+        raise RlkdError(f"{name} is a pre-quantised model ({why}): it would load quantised "
+                        f"although load_in_4bit is false. Name the full-precision model instead, "
+                        f"or set load_in_4bit: true")
+
+
+def _pre_quantized(name: str) -> tuple[bool, str]:
+    """Whether a repo id or directory (not an alias) holds pre-quantised weights, and why."""
+    if _is_repo_id(name):
+        # Judged by its name: reading the repo's config to decide would need the network.
+        return name.lower().endswith("4bit"), "its name ends in 4bit"
+    config = (Path(name).expanduser() / "config.json").read_text(encoding="utf-8")
+    return '"quantization_config"' in config, "its config.json has a quantization_config"
+
+
 def resolve_model(name: str, backend: str = "unsloth", load_in_4bit: bool = True
                   ) -> ResolvedModel:
-    """Resolve an alias, a local directory or a Hub repo id (`org/name`) for `from_pretrained`.
-
-    `load_in_4bit` False keeps an alias off Unsloth's pre-quantised copy: its weights are
-    4-bit only, so the model would load quantised whatever the caller asked for. For the same
-    reason it refuses a pre-quantised repo or directory named directly.
+    """Resolve an alias, a local directory or a Hub repo id (`org/name`) for `from_pretrained`,
+    after `check_model`. `load_in_4bit` False keeps an alias off Unsloth's pre-quantised copy.
     A packaged alias is converted to a local directory on first use (see packaged.py).
     """
-    check_model_name(name)
+    check_model(name, load_in_4bit)
     if name in MODEL_ALIASES:
         alias = MODEL_ALIASES[name]
         if alias.packaged:
@@ -82,15 +102,5 @@ def resolve_model(name: str, backend: str = "unsloth", load_in_4bit: bool = True
         if backend == "unsloth" and load_in_4bit and alias.unsloth_4bit_repo:
             return ResolvedModel(alias.unsloth_4bit_repo, True, name)
         return ResolvedModel(alias.hub_repo, False, name)
-    if _is_repo_id(name):
-        # Judged by its name: reading the repo's config to decide would need the network.
-        resolved, why = ResolvedModel(name, name.lower().endswith("4bit")), "its name ends in 4bit"
-    else:
-        config = (Path(name).expanduser() / "config.json").read_text(encoding="utf-8")
-        resolved = ResolvedModel(str(Path(name).expanduser()), '"quantization_config"' in config)
-        why = "its config.json has a quantization_config"
-    if resolved.pre_quantized_4bit and not load_in_4bit:
-        raise RlkdError(f"{name} is a pre-quantised model ({why}): it would load quantised "
-                        f"although load_in_4bit is false. Name the full-precision model instead, "
-                        f"or set load_in_4bit: true")
-    return resolved
+    path = name if _is_repo_id(name) else str(Path(name).expanduser())
+    return ResolvedModel(path, _pre_quantized(name)[0])

@@ -151,14 +151,19 @@ def _sync() -> None:
 
 
 def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int,
-              judge_pairs_per_rollout: int, workdir: Path, overrides: dict[str, Any] | None = None,
+              judge_pairs_per_rollout: int, workdir: Path, set_pairs: list[str] | None = None,
               on_variant: Any = None) -> list[dict[str, Any]]:
-    """Build the model once, then run each variant in a fresh Python process."""
+    """Build the model once, then run each variant in a fresh Python process. `set_pairs` are
+    `--set FIELD=VALUE` overrides for every variant, checked here and parsed in each process
+    (they travel as text: a parsed `FIELD=null` is no JSON value)."""
+    from rlkd_lite.train.config import parse_set_overrides
+
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         from rlkd_lite.errors import RlkdError
 
         raise RlkdError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    parse_set_overrides(set_pairs or [])
     model_dir = build_random_model(shape, workdir)
     results = []
     for variant in variants:
@@ -169,7 +174,7 @@ def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int,
         job = {"variant": variant, "recipe": recipe, "model_dir": str(model_dir),
                "steps": steps, "out_dir": str(out),
                "judge_pairs_per_rollout": judge_pairs_per_rollout,
-               "overrides": overrides or {}}
+               "set": set_pairs or []}
         if on_variant:
             on_variant(variant)
         proc = subprocess.run([sys.executable, "-m", "rlkd_lite.train.bench", json.dumps(job),
@@ -225,9 +230,12 @@ def structure_seconds(rlkd: dict[str, Any]) -> tuple[float, float, str]:
 
 
 def _worker(job_json: str, report: str) -> None:
+    from rlkd_lite.train.config import parse_set_overrides
+
     job = json.loads(job_json)
     summary = run_variant(job["variant"], job["recipe"], job["model_dir"], job["steps"],
-                          job["out_dir"], job["judge_pairs_per_rollout"], job["overrides"])
+                          job["out_dir"], job["judge_pairs_per_rollout"],
+                          parse_set_overrides(job["set"]))
     from rlkd_lite.data.jsonl import write_json_atomic
 
     write_json_atomic(report, summary)

@@ -73,7 +73,7 @@ class StageClock:
 
 class RunLogCallback(TrainerCallback):
     """Writes metrics.jsonl (every log) and samples.jsonl (every `sample_every` steps); in a
-    distributed run only the main process writes (the others keep `latest` for their bar).
+    distributed run only the main process writes (every process keeps `latest`).
 
     Step time is measured here (wall clock from step begin to step end, generation included)
     so it means the same for GRPO and SFT; tokens/s counts completion tokens per step.

@@ -38,6 +38,9 @@ _COUNTS = ("max_steps", "save_steps", "save_total_limit", "logging_steps", "samp
 class RunConfig:
     """Everything one training run needs; each field's help says what it is."""
 
+    LOADED_ADAPTERS: typing.ClassVar[tuple[str, ...]] = ("init_adapter", "gsrm_adapter")
+    """The adapter path fields the run loads, checked before it starts (`check_run_config`)."""
+
     # --- model -------------------------------------------------------------------------------
     model: str = doc("Alias (qwen2.5-0.5b/1.5b/3b/7b, smollm2-135m), local path or Hub repo id.")
     backend: str = doc("unsloth (fused kernels) or hf (transformers+PEFT+bitsandbytes).",
@@ -145,6 +148,8 @@ class RunConfig:
             counts.append("subset")
         if counts:
             raise RlkdError(f"{', '.join(counts)} must be at least 1")
+        if self.seed < 0:  # torch and numpy refuse it, after the model has loaded
+            raise RlkdError(f"seed must be at least 0, not {self.seed}")
         if not 0 <= self.warmup_ratio < 1:
             raise RlkdError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
         if self.method != "sft":

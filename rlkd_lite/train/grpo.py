@@ -65,7 +65,12 @@ def teacher_steps_json(problems: list[Problem], decomposer: Any, decomposer_id: 
     todo = [p for p in problems if p.reasoning]
     decomposed = {}
     if todo:
-        with status(f"decomposing {len(todo)} teacher traces ({decomposer_id})"):
+        from accelerate import PartialState
+
+        # In a distributed run the main process decomposes and caches first; the other ranks
+        # then find every trace in the cache instead of decomposing all of them again.
+        with status(f"decomposing {len(todo)} teacher traces ({decomposer_id})"), \
+                PartialState().main_process_first():
             steps = decompose_teachers(
                 [DecomposeInput(p.question, p.reasoning or "") for p in todo], decomposer,
                 decomposer_id, run.cache / "teacher_steps.jsonl", batch_size=batch_size,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
+import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -220,6 +221,9 @@ class GsrmTrainConfig(RunConfig):
     they drive the decomposer during RLKD training; fields about problems, rewards and GRPO are
     not used."""
 
+    # It loads no gsrm adapter: it makes one (a student recipe it extends may name it).
+    LOADED_ADAPTERS: typing.ClassVar[tuple[str, ...]] = ("init_adapter",)
+
     examples: str | None = doc("Labelled decompositions, JSONL (from `rlkd-lite gsrm label`).",
                                default=None)
     held_out: float = doc("Share of the examples kept out of training and decomposed by the "
@@ -238,7 +242,9 @@ def load_gsrm_config(recipe: str, overrides: dict[str, Any] | None = None) -> Gs
     """Load a GSRM recipe (see `GsrmTrainConfig`) with overrides, checked."""
     path = recipe_path(recipe)
     # A student's recipe lacks the GSRM fields; say which recipe was meant, not which field.
-    if not _GSRM_FIELDS & set(read_recipe(path)[0]):
+    # `--examples` comes with every call, so only the other fields tell (`--set held_out=0.1`).
+    given = set(read_recipe(path)[0]) | (set(overrides or {}) - {"examples"})
+    if not _GSRM_FIELDS & given:
         raise RlkdError(f"{recipe} is a training recipe for the student, not a gsrm recipe; use "
                         f"e.g. {_gsrm_recipe_names(path)[0]} (recipes/gsrm-*.yaml)")
     return load_config(recipe, overrides, config_class=GsrmTrainConfig)

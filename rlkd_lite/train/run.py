@@ -27,7 +27,7 @@ from rlkd_lite.console import console, status
 from rlkd_lite.data.jsonl import write_json_atomic
 from rlkd_lite.data.problems import Problem, load_problems
 from rlkd_lite.errors import RlkdError
-from rlkd_lite.models.registry import check_model_name
+from rlkd_lite.models.registry import check_model
 from rlkd_lite.train.config import RunConfig
 from rlkd_lite.train.run_dir import RunDir, is_main_process
 
@@ -122,11 +122,11 @@ def load_config_model(config: RunConfig, *, gsrm_adapter: str | None = None) -> 
 
 def check_run_config(config: RunConfig) -> None:
     """What can be checked before data, model or run directory are touched; `train --dry-run`
-    checks the same. The adapter paths are checked here, not in `validate`: a finished run's
-    config.yaml is read again (eval) where they need not exist any more."""
+    checks the same. The adapter paths the run loads are checked here, not in `validate`: a
+    finished run's config.yaml is read again (eval) where they need not exist any more."""
     config.validate()
-    check_model_name(config.model)
-    for adapter in (config.init_adapter, config.gsrm_adapter):
+    check_model(config.model, config.load_in_4bit)
+    for adapter in (getattr(config, name) for name in config.LOADED_ADAPTERS):
         if adapter:
             from rlkd_lite.models.loading import adapter_dir
 
