@@ -74,9 +74,24 @@ def test_only_errors_of_fetching_files_become_rlkd_errors(offline):
     with pytest.raises(ValueError) as error, _model_files(resolved):
         raise bug
     assert error.value is bug
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
     with pytest.raises(RlkdError, match="HF_HUB_OFFLINE is set") as error, _model_files(resolved):
-        raise RuntimeError("Unsloth: Failed to load model") from OSError("not cached")
+        try:
+            try:
+                raise LocalEntryNotFoundError("not in the cache")
+            except LocalEntryNotFoundError as hub:
+                raise OSError("We couldn't connect to 'https://huggingface.co' to load the "
+                              "files, and couldn't find them in the cached files.") from hub
+        except OSError as transformers_error:
+            raise RuntimeError("Unsloth: Failed to load model") from transformers_error
     assert isinstance(error.value.__cause__, RuntimeError)
+    # Other OSErrors are no Hub matter: their tracebacks are wanted, not network advice.
+    for other in (OSError(28, "No space left on device"),
+                  OSError("libcudart.so.12: cannot open shared object file")):
+        with pytest.raises(OSError) as error, _model_files(resolved):
+            raise other
+        assert error.value is other
 
 
 def _hub_error(kind, status: int, url: str):

@@ -88,19 +88,36 @@ def _model_files(resolved: ResolvedModel) -> Iterator[None]:
     """Around loading a model and its tokenizer: a model whose files cannot be fetched or found
     (no network, not cached, no such repo, gated, a local folder missing a file) becomes an
     RlkdError saying why and what to do, the original kept as __cause__. Other errors pass."""
-    import httpx  # the Hub client's HTTP library
-
     try:
         yield
     except Exception as exc:
         chain = [exc]
         while chain[-1].__cause__ is not None:  # Unsloth and transformers re-raise Hub errors
             chain.append(chain[-1].__cause__)
-        # Hub errors are OSErrors (some also httpx errors), as are transformers' missing files.
-        fetch_errors = [error for error in chain if isinstance(error, (OSError, httpx.HTTPError))]
+        fetch_errors = [error for error in chain if _is_fetch_error(error)]
         if not fetch_errors:
             raise
         raise RlkdError(_unloadable_message(resolved, fetch_errors)) from exc
+
+
+# How transformers words its own OSErrors for model files it cannot find or fetch.
+_MISSING_FILES = ("does not appear to have a file named", "is not a local folder",
+                  "couldn't connect to", "can't load", "no file named")
+
+
+def _is_fetch_error(error: BaseException) -> bool:
+    """The Hub client's errors (HTTP, not cached, offline) and transformers' missing-file
+    OSErrors; not other OSErrors (a full disk, a missing CUDA library), which are no Hub
+    matter and whose traceback is wanted."""
+    import httpx  # the Hub client's HTTP library
+    from huggingface_hub import errors as hub
+
+    if isinstance(error, (httpx.HTTPError, hub.LocalEntryNotFoundError, hub.EntryNotFoundError,
+                          hub.OfflineModeIsEnabled)):
+        return True
+    message = str(error).lower()
+    return (type(error) is OSError and error.errno is None
+            and any(phrase in message for phrase in _MISSING_FILES))
 
 
 def _unloadable_message(resolved: ResolvedModel, errors: list[BaseException]) -> str:
