@@ -234,8 +234,8 @@ def _first_stop(tokenizer, text: str, limit: int) -> str | None:
 def test_step_limit_stops_where_the_step_after_the_last_kept_one_begins(tiny_tokenizer):
     text = render_steps([Step(f"meta {i}", f"query {i}", f"answer {i}") for i in (1, 2, 3)])
     so_far = _first_stop(tiny_tokenizer, text, limit=2)
-    # At the "[" of the next tag, which the decomposer drops: not its whole meta line.
-    assert so_far is not None and so_far.endswith("[Answer 2]: answer 2\n[")
+    # At the first letter of the next tag, which the decomposer drops: not its whole line.
+    assert so_far is not None and so_far.endswith("[Answer 2]: answer 2\n[Meta")
     assert without_partial_tag(so_far).endswith("[Answer 2]: answer 2\n")
     assert parse_steps(without_partial_tag(so_far)) == parse_steps(text)[:2]
     # Without the next tag, the answer may still go on: no stop.
@@ -243,17 +243,24 @@ def test_step_limit_stops_where_the_step_after_the_last_kept_one_begins(tiny_tok
                        limit=2) is None
 
 
+def test_only_the_beginning_of_a_tag_is_dropped_from_the_end_of_a_decomposition():
+    assert without_partial_tag("a\n[Meta-reas") == "a\n"
+    assert without_partial_tag("a\n**[Sub") == "a\n"
+    for text in ("a\n[0, 1)", "a\n[", "a\n[the docs", "a\n[Answer 2]: 6", "[Meta"):
+        assert without_partial_tag(text) == text
+
+
 def test_step_limit_stops_before_a_bold_tag_too(tiny_tokenizer):
     text = ("**[Meta-reasoning 1]:** m1\n**[Sub-problem 1]:** q1\n**[Answer 1]:** 18\n"
             "**[Meta-reasoning 2]:** m2\n**[Sub-problem 2]:** q2\n")
     so_far = _first_stop(tiny_tokenizer, text, limit=1)
-    assert so_far is not None and so_far.endswith("**[Answer 1]:** 18\n**[")
+    assert so_far is not None and so_far.endswith("**[Answer 1]:** 18\n**[Meta")
     assert parse_steps(without_partial_tag(so_far)) == [Step("m1", "q1", "18")]
 
 
 @pytest.mark.parametrize("answer", [
     "\\[\n24 - 18 = 6\n\\]", "24 - 18\n= 6 muffins", "- 6 muffins\n- 2 given away", "\n\n6",
-    " 6\r"])
+    " 6\r", " The intervals are\n[0, 1] and [2, 3]", " 6, see\n[the docs](https://x.org)"])
 def test_step_limit_keeps_an_answer_that_goes_on_over_lines(tiny_tokenizer, answer):
     text = ("[Meta-reasoning 1]: m1\n[Sub-problem 1]: q1\n[Answer 1]: 18\n"
             f"[Meta-reasoning 2]: m2\n[Sub-problem 2]: q2\n[Answer 2]:{answer}\n"

@@ -137,6 +137,16 @@ def test_tags_set_in_bold_or_italics_take_their_markers_with_them(text):
     assert parse_steps(text) == [Step("m", "q", "18")]
 
 
-def test_an_answers_own_emphasis_after_the_tag_is_kept():
-    assert parse_steps("[Meta-reasoning 1]: a **b**\n[Answer 1]: **18**") == \
-        [Step("a **b**", "", "**18**")]
+@pytest.mark.parametrize("text", [
+    "*[Meta-reasoning 1]:* m\n*[Sub-problem 1]:* q\n*[Answer 1]:* 18",
+    "_[Meta-reasoning 1]_: m\n_[Sub-problem 1]_: q\n_[Answer 1]_: 18",
+])
+def test_tags_in_italics_too(text):
+    assert parse_steps(text) == [Step("m", "q", "18")]
+
+
+@pytest.mark.parametrize("tag", ["[{}]:", "**[{}]:**", "__[{}]:__", "*[{}]*:"])
+def test_a_parts_own_emphasis_is_kept_whatever_its_tag(tag):
+    meta, answer = tag.format("Meta-reasoning 1"), tag.format("Answer 1")
+    assert parse_steps(f"{meta} We need **the total**, not __init__\n{answer} **18**") == \
+        [Step("We need **the total**, not __init__", "", "**18**")]

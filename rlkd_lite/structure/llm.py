@@ -19,7 +19,7 @@ from rlkd_lite.models.adapters import use_adapter
 from rlkd_lite.models.generation import decode_graphs
 from rlkd_lite.structure.decomposers import DecomposeInput
 from rlkd_lite.structure.judges import JudgePair
-from rlkd_lite.structure.steps import Step, parse_steps, render_steps
+from rlkd_lite.structure.steps import Step, begins_tag, parse_steps, render_steps
 
 log = logging.getLogger(__name__)
 
@@ -208,29 +208,32 @@ def decomposition_messages(question: str, reasoning: str, few_shot: bool) -> lis
 class _StepLimit(StoppingCriteria):
     """Stopping criterion: a row is done once the last step its limit keeps is complete.
 
-    That is when, after the `limit`-th step has an answer, a line starts with "[" (the next
-    step's tag), or else (a step without an answer) when a step past the limit has a line.
+    That is when, after the `limit`-th step has an answer, a new line begins a tag ("[M", the
+    next step's), or else (a step without an answer) when a step past the limit has a line.
     Waiting for a whole next step, as a plain count would, decodes its tag and meta-reasoning
     line for nothing (about 25 tokens a row); stopping at the answer's first line end would cut
-    an answer that goes on ("\\[", a list). The "[" that begins the next tag is left in the
-    output; `without_partial_tag` drops it. The output is decoded and parsed only at tokens
-    that end a line or hold a "[" (classified once per token id and cached).
+    an answer that goes on ("\\[", a list). The tag's beginning is left in the output;
+    `without_partial_tag` drops it. The output is decoded and parsed only at a token that ends
+    a line or holds a "[", and at the token after that (which brings the tag name's first
+    letter); tokens are classified once per id and cached.
     """
 
     def __init__(self, tokenizer: Any, limits: list[int | None], prompt_length: int):
         self.tokenizer, self.limits, self.prompt_length = tokenizer, limits, prompt_length
         self._kinds: dict[int, tuple[bool, bool]] = {}
+        self._after_bracket = [False] * len(limits)
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         done = [False] * len(self.limits)
         for row, (token, limit) in enumerate(zip(input_ids[:, -1].tolist(), self.limits)):
             ends_line, has_bracket = self._kind(token)
-            if limit is None or not (ends_line or has_bracket):
+            after_bracket, self._after_bracket[row] = self._after_bracket[row], has_bracket
+            if limit is None or not (ends_line or has_bracket or after_bracket):
                 continue
             output = self.tokenizer.decode(input_ids[row, self.prompt_length:],
                                            skip_special_tokens=True)
             complete = without_partial_tag(output)
-            if complete != output:  # a new line starts with "[": is the last kept step done?
+            if complete != output:  # a new line begins a tag: is the last kept step done?
                 steps = parse_steps(complete)
                 done[row] = len(steps) > limit or (
                     0 < limit <= len(steps) and bool(steps[limit - 1].answer))
@@ -247,12 +250,10 @@ class _StepLimit(StoppingCriteria):
 
 
 def without_partial_tag(text: str) -> str:
-    """`text` without a last line that only begins a tag ("[", "[Meta-reas", "**["): where a
-    decomposition stopped by `_StepLimit` ends."""
+    """`text` without a last line that only begins a tag (`begins_tag`): where a decomposition
+    stopped by `_StepLimit` ends."""
     head, newline, last = text.rpartition("\n")
-    if newline and last.lstrip(" \t*_").startswith("[") and "]" not in last:
-        return head + newline
-    return text
+    return head + newline if newline and begins_tag(last) else text
 
 
 class GSRMDecomposer:

@@ -37,10 +37,14 @@ _TAG_KINDS = {
 }
 _META_OR_QUERY_NAMES = (r"meta[\s_-]*reasoning|meat[\s_-]*reasoning|sub[\s_-]*think|"
                         r"sub[\s_-]*problem|query")
-# A tag may be set in bold or italics as a whole ("**[Answer 1]:** 18", "**[Answer 1]**: 18"):
-# the markers go with it; an answer's own emphasis after the colon ("[Answer 1]: **18**") stays.
-_TAG = re.compile(rf"(?P<em>\*\*|__)?\[\s*(?P<name>{_META_OR_QUERY_NAMES}|answer)\s*\d*\s*\]\s*"
-                  rf"(?(em)(?:(?P=em)\s*:?|:?\s*(?P=em)?)|:?)", re.IGNORECASE)
+# A tag may be set in bold or italics as a whole ("**[Answer 1]:** 18", "*[Answer 1]*: 18",
+# "**[Answer 1]: 18**"): the markers go with it (`shut` when they close at the tag itself); an
+# answer's own emphasis after the colon ("[Answer 1]: **18**") stays.
+_TAG = re.compile(rf"(?P<em>\*\*|__|\*|_)?\[\s*(?P<name>{_META_OR_QUERY_NAMES}|answer)\s*\d*\s*\]"
+                  rf"\s*(?(em)(?:(?P<shut>(?P=em))\s*:?|:?\s*(?P<shut_after_colon>(?P=em))?)|:?)",
+                  re.IGNORECASE)
+# The beginning of a tag, cut off where a generation stopped ("[Meta-reas", "**[Answer 2").
+_TAG_START = re.compile(r"[*_]*\[\s*([a-z][a-z\s_-]*?)\s*\d*\s*", re.IGNORECASE)
 _STEP_START_TAG = re.compile(rf"\[\s*(?:{_META_OR_QUERY_NAMES})\s*\d*\s*\]", re.IGNORECASE)
 _TAG_NAME_JUNK = re.compile(r"[\s_-]+")
 # A closing "So the final answer is 72." / "#### 72" after the last step's own text belongs to
@@ -88,6 +92,14 @@ def looks_tagged(text: str) -> bool:
     return _STEP_START_TAG.search(text) is not None
 
 
+def begins_tag(line: str) -> bool:
+    """Whether `line` is only the beginning of a tag ("[Meta-reas", "**[Answer 2"), with at
+    least one letter of its name: "[0, 1)" or "[the docs" is text."""
+    match = _TAG_START.fullmatch(line.strip())
+    name = _TAG_NAME_JUNK.sub("", match.group(1).lower()) if match else ""
+    return bool(name) and any(known.startswith(name) for known in _TAG_KINDS)
+
+
 def parse_steps(text: str) -> list[Step]:
     """Read tagged steps from `text` (model output or data); never raises.
 
@@ -117,8 +129,9 @@ def parse_steps(text: str) -> list[Step]:
         end = tags[n + 1].start() if n + 1 < len(tags) else len(text)
         body = text[tag.end():end]
         emphasis = tag.group("em")
-        if emphasis and body.rstrip().endswith(emphasis):  # "**[Answer 1]: 18**"
-            body = body.rstrip()[:-len(emphasis)]
+        closed_at_tag = tag.group("shut") or tag.group("shut_after_colon")
+        if emphasis and not closed_at_tag and body.rstrip().endswith(emphasis):
+            body = body.rstrip()[:-len(emphasis)]  # "**[Answer 1]: 18**"
         if n + 1 == len(tags):
             body = _without_trailer(body)
         if kind <= last_kind:
