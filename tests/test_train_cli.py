@@ -153,5 +153,6 @@ def test_dry_run_refuses_a_pre_quantised_model_in_full_precision_and_a_negative_
                      "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", "--set", "load_in_4bit=false",
                      "--dry-run")
     assert result.exit_code == 1 and "is a pre-quantised model" in result.output, result.output
-    result = run_cli("train", "--recipe", "tiny-cpu", "--set", "seed=-1", "--dry-run")
-    assert result.exit_code == 1 and "seed must be at least 0, not -1" in result.output
+    for seed in (-1, 2**32):
+        result = run_cli("train", "--recipe", "tiny-cpu", "--set", f"seed={seed}", "--dry-run")
+        assert result.exit_code == 1 and f"seed must be in [0, 2**32), not {seed}" in result.output

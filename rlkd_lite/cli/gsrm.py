@@ -92,7 +92,7 @@ def train(
     output_dir: Annotated[Optional[str], typer.Option(help="Run directory.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Optimizer steps.")] = None,
     seed: Annotated[Optional[int], typer.Option(
-        min=0, help="Seed of the held-out split, LoRA init and data order.")] = None,
+        min=0, max=2**32 - 1, help="Seed of the held-out split, LoRA init and data order.")] = None,
     set_: Annotated[list[str], typer.Option(
         "--set", help=f"{SET_HELP} E.g. --set held_out=0.1.")] = [],
     resume: Annotated[bool, typer.Option(

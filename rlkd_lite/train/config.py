@@ -148,8 +148,8 @@ class RunConfig:
             counts.append("subset")
         if counts:
             raise RlkdError(f"{', '.join(counts)} must be at least 1")
-        if self.seed < 0:  # torch and numpy refuse it, after the model has loaded
-            raise RlkdError(f"seed must be at least 0, not {self.seed}")
+        if not 0 <= self.seed < 2**32:  # numpy refuses others, after the model has loaded
+            raise RlkdError(f"seed must be in [0, 2**32), not {self.seed}")
         if not 0 <= self.warmup_ratio < 1:
             raise RlkdError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
         if self.method != "sft":
