@@ -246,7 +246,7 @@ def test_step_limit_stops_where_the_step_after_the_last_kept_one_begins(tiny_tok
 def test_only_the_beginning_of_a_tag_is_dropped_from_the_end_of_a_decomposition():
     assert without_partial_tag("a\n[Meta-reas") == "a\n"
     assert without_partial_tag("a\n**[Sub") == "a\n"
-    for text in ("a\n[0, 1)", "a\n[", "a\n[the docs", "a\n[Answer 2]: 6", "[Meta"):
+    for text in ("a\n[0, 1)", "a\n[", "a\n[M", "a\n[the docs", "a\n[Answer 2]: 6", "[Meta"):
         assert without_partial_tag(text) == text
 
 
@@ -260,7 +260,8 @@ def test_step_limit_stops_before_a_bold_tag_too(tiny_tokenizer):
 
 @pytest.mark.parametrize("answer", [
     "\\[\n24 - 18 = 6\n\\]", "24 - 18\n= 6 muffins", "- 6 muffins\n- 2 given away", "\n\n6",
-    " 6\r", " The intervals are\n[0, 1] and [2, 3]", " 6, see\n[the docs](https://x.org)"])
+    " 6\r", " The intervals are\n[0, 1] and [2, 3]", " 6, see\n[the docs](https://x.org)",
+    " The solution set is\n[a, b] with a < b", " 6\n[Q: check]", " 6\n[sic]"])
 def test_step_limit_keeps_an_answer_that_goes_on_over_lines(tiny_tokenizer, answer):
     text = ("[Meta-reasoning 1]: m1\n[Sub-problem 1]: q1\n[Answer 1]: 18\n"
             f"[Meta-reasoning 2]: m2\n[Sub-problem 2]: q2\n[Answer 2]:{answer}\n"

@@ -145,6 +145,15 @@ def test_tags_in_italics_too(text):
     assert parse_steps(text) == [Step("m", "q", "18")]
 
 
+@pytest.mark.parametrize(("text", "answer"), [
+    ("**[Answer 1]:\n**18**", "**18**"), ("*[Answer 1]: **18**", "**18**"),
+    ("_[Answer 1]: __init__", "__init__"), ("*[Answer 1] *x* is 5", "*x* is 5"),
+    ("*[Answer 1]: the answer is **18**", "the answer is **18**"),
+])
+def test_only_markers_that_close_the_tags_emphasis_are_cut(text, answer):
+    assert parse_steps(text) == [Step("", "", answer)]
+
+
 @pytest.mark.parametrize("tag", ["[{}]:", "**[{}]:**", "__[{}]:__", "*[{}]*:"])
 def test_a_parts_own_emphasis_is_kept_whatever_its_tag(tag):
     meta, answer = tag.format("Meta-reasoning 1"), tag.format("Answer 1")

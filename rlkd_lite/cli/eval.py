@@ -13,6 +13,7 @@ from rlkd_lite.cli._common import console, err_console, user_errors
 from rlkd_lite.cli.score import DecomposerName, JudgeName
 from rlkd_lite.cli.train import DEFAULT_RECIPE
 from rlkd_lite.errors import RlkdError
+from rlkd_lite.train.config import MAX_SEED
 
 
 def _parse_ks(text: str | None) -> tuple[int, ...] | None:
@@ -54,7 +55,7 @@ def eval_command(
         min=1, help="Evaluate the first N problems (synthetic and gsm8k-subset default to 256).",
         show_default=False)] = None,
     seed: Annotated[int, typer.Option(
-        help="Chooses the synthetic test problems, and seeds sampling.")] = 0,
+        min=0, max=MAX_SEED, help="Chooses the synthetic test problems, and seeds sampling.")] = 0,
     samples: Annotated[int, typer.Option(
         min=0, help="Sampled completions per problem for pass@k (0: greedy accuracy only).")] = 0,
     k: Annotated[str | None, typer.Option(

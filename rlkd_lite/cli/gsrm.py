@@ -10,6 +10,7 @@ from rlkd_lite.cli._common import SET_HELP, console, user_errors
 from rlkd_lite.cli._jobs import (ApiBase, ApiKeyEnv, ApiModel, Backoff, Concurrency, Rejects,
                                  Retries, RetryRejected, Timeout, make_client, finish_job)
 from rlkd_lite.data.openai_client import DEFAULT_API_KEY_ENV
+from rlkd_lite.train.config import MAX_SEED
 
 gsrm_app = typer.Typer(
     help="The GSRM adapter: label decomposition examples, then train the adapter on them.",
@@ -38,7 +39,8 @@ def label(
     ] = None,
     subset: Annotated[Optional[int], typer.Option(min=1, help="Use the first N problems.")] = None,
     split: Annotated[str, typer.Option(help="train or test (synthetic and gsm8k).")] = "train",
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic problems.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED,
+                                      help="Seed of the synthetic problems.")] = 0,
     api_base: ApiBase = None,
     api_model: ApiModel = None,
     api_key_env: ApiKeyEnv = DEFAULT_API_KEY_ENV,
@@ -92,7 +94,7 @@ def train(
     output_dir: Annotated[Optional[str], typer.Option(help="Run directory.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Optimizer steps.")] = None,
     seed: Annotated[Optional[int], typer.Option(
-        min=0, max=2**32 - 1, help="Seed of the held-out split, LoRA init and data order.")] = None,
+        min=0, max=MAX_SEED, help="Seed of the held-out split, LoRA init and data order.")] = None,
     set_: Annotated[list[str], typer.Option(
         "--set", help=f"{SET_HELP} E.g. --set held_out=0.1.")] = [],
     resume: Annotated[bool, typer.Option(

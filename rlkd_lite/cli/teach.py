@@ -10,6 +10,7 @@ from rlkd_lite.cli._common import user_errors
 from rlkd_lite.cli._jobs import (ApiBase, ApiKeyEnv, ApiModel, Backoff, Concurrency, Rejects,
                                  Retries, RetryRejected, Timeout, make_client, finish_job)
 from rlkd_lite.data.openai_client import DEFAULT_API_KEY_ENV
+from rlkd_lite.train.config import MAX_SEED
 
 
 @app.command()
@@ -24,8 +25,8 @@ def teach(
              "question and answer per line.")] = "synthetic",
     subset: Annotated[Optional[int], typer.Option(min=1, help="Use the first N problems.")] = None,
     split: Annotated[str, typer.Option(help="train or test (synthetic and gsm8k).")] = "train",
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic problems and of local "
-                                           "sampling.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the synthetic problems "
+                                                                 "and of local sampling.")] = 0,
     model: Annotated[Optional[str], typer.Option(
         help="Local teacher: model alias (qwen2.5-0.5b/1.5b/3b/7b, smollm2-135m), path or Hub "
              "repo id. Give this or --api-base.")] = None,

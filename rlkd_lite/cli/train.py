@@ -8,6 +8,7 @@ import typer
 
 from rlkd_lite.cli import app
 from rlkd_lite.cli._common import SET_HELP, console, user_errors
+from rlkd_lite.train.config import MAX_SEED
 
 DEFAULT_RECIPE = "rlkd-qwen2.5-1.5b-gsm8k"
 
@@ -30,7 +31,7 @@ def train(
                                                "or run directory (e.g. an SFT run)."),
     output_dir: Optional[str] = typer.Option(None, help="Run directory."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Optimizer steps."),
-    seed: Optional[int] = typer.Option(None, min=0, max=2**32 - 1, help="Random seed."),
+    seed: Optional[int] = typer.Option(None, min=0, max=MAX_SEED, help="Random seed."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     resume: bool = typer.Option(False, help="Continue the run in --output-dir from its last "
                                 "checkpoint."),

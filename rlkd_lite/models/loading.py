@@ -102,7 +102,7 @@ def _model_files(resolved: ResolvedModel) -> Iterator[None]:
 
 # How transformers words its own OSErrors for model files it cannot find or fetch.
 _MISSING_FILES = ("does not appear to have a file named", "is not a local folder",
-                  "couldn't connect to", "can't load", "no file named")
+                  "couldn't connect to", "can't load", "no file named", "could not locate")
 
 
 def _is_fetch_error(error: BaseException) -> bool:

@@ -19,7 +19,8 @@ from rlkd_lite.models.adapters import use_adapter
 from rlkd_lite.models.generation import decode_graphs
 from rlkd_lite.structure.decomposers import DecomposeInput
 from rlkd_lite.structure.judges import JudgePair
-from rlkd_lite.structure.steps import Step, begins_tag, parse_steps, render_steps
+from rlkd_lite.structure.steps import (TAG_START_LETTERS, Step, begins_tag, parse_steps,
+                                      render_steps)
 
 log = logging.getLogger(__name__)
 
@@ -214,20 +215,22 @@ class _StepLimit(StoppingCriteria):
     line for nothing (about 25 tokens a row); stopping at the answer's first line end would cut
     an answer that goes on ("\\[", a list). The tag's beginning is left in the output;
     `without_partial_tag` drops it. The output is decoded and parsed only at a token that ends
-    a line or holds a "[", and at the token after that (which brings the tag name's first
-    letter); tokens are classified once per id and cached.
+    a line or holds a "[", and at the few tokens after that (which bring the letters of a tag's
+    name, `begins_tag`); tokens are classified once per id and cached.
     """
 
     def __init__(self, tokenizer: Any, limits: list[int | None], prompt_length: int):
         self.tokenizer, self.limits, self.prompt_length = tokenizer, limits, prompt_length
         self._kinds: dict[int, tuple[bool, bool]] = {}
-        self._after_bracket = [False] * len(limits)
+        self._after_bracket = [0] * len(limits)  # per row: tokens still to check after a "["
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         done = [False] * len(self.limits)
         for row, (token, limit) in enumerate(zip(input_ids[:, -1].tolist(), self.limits)):
             ends_line, has_bracket = self._kind(token)
-            after_bracket, self._after_bracket[row] = self._after_bracket[row], has_bracket
+            after_bracket = self._after_bracket[row] > 0
+            self._after_bracket[row] = (TAG_START_LETTERS if has_bracket
+                                        else max(0, self._after_bracket[row] - 1))
             if limit is None or not (ends_line or has_bracket or after_bracket):
                 continue
             output = self.tokenizer.decode(input_ids[row, self.prompt_length:],

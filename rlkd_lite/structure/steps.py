@@ -38,14 +38,17 @@ _TAG_KINDS = {
 _META_OR_QUERY_NAMES = (r"meta[\s_-]*reasoning|meat[\s_-]*reasoning|sub[\s_-]*think|"
                         r"sub[\s_-]*problem|query")
 # A tag may be set in bold or italics as a whole ("**[Answer 1]:** 18", "*[Answer 1]*: 18",
-# "**[Answer 1]: 18**"): the markers go with it (`shut` when they close at the tag itself); an
-# answer's own emphasis after the colon ("[Answer 1]: **18**") stays.
-_TAG = re.compile(rf"(?P<em>\*\*|__|\*|_)?\[\s*(?P<name>{_META_OR_QUERY_NAMES}|answer)\s*\d*\s*\]"
-                  rf"\s*(?(em)(?:(?P<shut>(?P=em))\s*:?|:?\s*(?P<shut_after_colon>(?P=em))?)|:?)",
-                  re.IGNORECASE)
+# "**[Answer 1]: 18**"): the markers go with it (`shut` when they close right at the tag); an
+# answer's own emphasis after the colon ("[Answer 1]: **18**") stays. Each whitespace run has
+# one place to match, so a long run cannot make matching slow.
+_TAG = re.compile(rf"(?P<em>\*\*|__|\*|_)?\[\s*(?P<name>{_META_OR_QUERY_NAMES}|answer)\s*"
+                  rf"(?:\d+\s*)?\](?(em)(?:(?P<shut>(?P=em))\s*:?|\s*(?::(?P<shut_after_colon>"
+                  rf"(?P=em))?)?)|\s*:?)", re.IGNORECASE)
 # The beginning of a tag, cut off where a generation stopped ("[Meta-reas", "**[Answer 2").
-_TAG_START = re.compile(r"[*_]*\[\s*([a-z][a-z\s_-]*?)\s*\d*\s*", re.IGNORECASE)
-_STEP_START_TAG = re.compile(rf"\[\s*(?:{_META_OR_QUERY_NAMES})\s*\d*\s*\]", re.IGNORECASE)
+_TAG_START = re.compile(r"[*_]*\[\s*([a-z][a-z_-]*(?:\s+[a-z_-]+)*)\s*\d*", re.IGNORECASE)
+TAG_START_LETTERS = 3
+"""Letters of a tag's name that tell it from text in brackets ("[a, b]", "[Q: check]")."""
+_STEP_START_TAG = re.compile(rf"\[\s*(?:{_META_OR_QUERY_NAMES})\s*(?:\d+\s*)?\]", re.IGNORECASE)
 _TAG_NAME_JUNK = re.compile(r"[\s_-]+")
 # A closing "So the final answer is 72." / "#### 72" after the last step's own text belongs to
 # the whole solution, not to the last sub-problem's answer. Its opening emphasis ("**The final
@@ -94,10 +97,11 @@ def looks_tagged(text: str) -> bool:
 
 def begins_tag(line: str) -> bool:
     """Whether `line` is only the beginning of a tag ("[Meta-reas", "**[Answer 2"), with at
-    least one letter of its name: "[0, 1)" or "[the docs" is text."""
+    least `TAG_START_LETTERS` letters of its name: "[0, 1)", "[a, b]" or "[the docs" is text."""
     match = _TAG_START.fullmatch(line.strip())
     name = _TAG_NAME_JUNK.sub("", match.group(1).lower()) if match else ""
-    return bool(name) and any(known.startswith(name) for known in _TAG_KINDS)
+    return (len(name) >= TAG_START_LETTERS
+            and any(known.startswith(name) for known in _TAG_KINDS))
 
 
 def parse_steps(text: str) -> list[Step]:
@@ -128,10 +132,8 @@ def parse_steps(text: str) -> list[Step]:
         kind = _TAG_KINDS[_TAG_NAME_JUNK.sub("", tag.group("name").lower())]
         end = tags[n + 1].start() if n + 1 < len(tags) else len(text)
         body = text[tag.end():end]
-        emphasis = tag.group("em")
-        closed_at_tag = tag.group("shut") or tag.group("shut_after_colon")
-        if emphasis and not closed_at_tag and body.rstrip().endswith(emphasis):
-            body = body.rstrip()[:-len(emphasis)]  # "**[Answer 1]: 18**"
+        if tag.group("em") and not (tag.group("shut") or tag.group("shut_after_colon")):
+            body = _without_tag_closer(body, tag.group("em"))
         if n + 1 == len(tags):
             body = _without_trailer(body)
         if kind <= last_kind:
@@ -141,6 +143,16 @@ def parse_steps(text: str) -> list[Step]:
         last_kind = kind
     _append_step(steps, parts)
     return steps
+
+
+def _without_tag_closer(body: str, emphasis: str) -> str:
+    """`body` without the marker at its end that closes its tag's emphasis ("**[Answer 1]:
+    18**"), unless it is the part's own ("**[Answer 1]:\n**18**", "*[Answer 1]: **18**")."""
+    own = body.strip()
+    if (own.endswith(emphasis) and not own.startswith(emphasis)
+            and not own.endswith(emphasis[0] * (len(emphasis) + 1))):
+        return body.rstrip()[:-len(emphasis)]
+    return body
 
 
 def _without_trailer(body: str) -> str:

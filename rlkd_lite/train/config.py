@@ -34,6 +34,10 @@ _COUNTS = ("max_steps", "save_steps", "save_total_limit", "logging_steps", "samp
            "max_completion_length")
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed numpy (and so transformers' set_seed) takes."""
+
+
 @dataclass(kw_only=True)
 class RunConfig:
     """Everything one training run needs; each field's help says what it is."""
@@ -148,7 +152,7 @@ class RunConfig:
             counts.append("subset")
         if counts:
             raise RlkdError(f"{', '.join(counts)} must be at least 1")
-        if not 0 <= self.seed < 2**32:  # numpy refuses others, after the model has loaded
+        if not 0 <= self.seed <= MAX_SEED:  # numpy refuses others, after the model has loaded
             raise RlkdError(f"seed must be in [0, 2**32), not {self.seed}")
         if not 0 <= self.warmup_ratio < 1:
             raise RlkdError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
