@@ -129,14 +129,15 @@ def test_fingerprint_rejects_unknown_adapter(tiny_peft_model):
 # ---------------------------------------------------------------------------------------------
 # Loading the student (rlkd_lite.models.loading)
 
-def test_unsloth_backend_loads_an_alias_in_the_requested_precision(monkeypatch):
-    """`load_in_4bit: false` must load the full-precision model, not Unsloth's 4-bit copy."""
+class Loaded(Exception):
+    """Stops load_student once it has asked Unsloth for the weights."""
+
+
+@pytest.fixture
+def unsloth_requests(monkeypatch):
+    """The (name, load_in_4bit) that load_student asks Unsloth's loader for; the loader then
+    raises Loaded. Only the Hub loader is mocked: the tests never touch the network."""
     from unsloth import FastLanguageModel
-
-    from rlkd_lite.models.loading import LoraSettings, load_student
-
-    class Loaded(Exception):
-        """Stops load_student once it has asked for the weights."""
 
     requested = []
 
@@ -144,47 +145,41 @@ def test_unsloth_backend_loads_an_alias_in_the_requested_precision(monkeypatch):
         requested.append((name, kwargs["load_in_4bit"]))
         raise Loaded
 
-    # Only the Hub loader is mocked: the tests never touch the network.
     monkeypatch.setattr(FastLanguageModel, "from_pretrained", record_request)
-    lora = LoraSettings(rank=4, alpha=8, dropout=0.0, target_modules=("q_proj",))
+    return requested
+
+
+def load_unsloth_student(name: str, load_in_4bit: bool) -> None:
+    from rlkd_lite.models.loading import LoraSettings, load_student
+
+    load_student(name, backend="unsloth", max_seq_length=256, load_in_4bit=load_in_4bit,
+                 lora=LoraSettings(rank=4, alpha=8, dropout=0.0, target_modules=("q_proj",)))
+
+
+def test_unsloth_backend_loads_an_alias_in_the_requested_precision(unsloth_requests):
+    """`load_in_4bit: false` must load the full-precision model, not Unsloth's 4-bit copy."""
     for load_in_4bit in (False, True):
         with pytest.raises(Loaded):
-            load_student("qwen2.5-1.5b", backend="unsloth", lora=lora, max_seq_length=256,
-                         load_in_4bit=load_in_4bit)
-
-    assert requested == [("Qwen/Qwen2.5-1.5B-Instruct", False),
-                         ("unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", True)]
+            load_unsloth_student("qwen2.5-1.5b", load_in_4bit)
+    assert unsloth_requests == [("Qwen/Qwen2.5-1.5B-Instruct", False),
+                                ("unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", True)]
 
 
-def test_a_pre_quantised_repo_is_refused_in_full_precision_before_any_download(monkeypatch):
+def test_a_pre_quantised_repo_is_refused_in_full_precision_before_any_download(
+        unsloth_requests):
     """Its weights are 4-bit only: `load_in_4bit: false` would load it quantised, silently."""
-    from unsloth import FastLanguageModel
-
     from rlkd_lite.errors import RlkdError
-    from rlkd_lite.models.loading import LoraSettings, load_student
 
-    class Loaded(Exception):
-        """Stops load_student once it has asked for the weights."""
-
-    requested = []
-
-    def record_request(name, **kwargs):
-        requested.append((name, kwargs["load_in_4bit"]))
-        raise Loaded
-
-    # Only the Hub loader is mocked: the tests never touch the network.
-    monkeypatch.setattr(FastLanguageModel, "from_pretrained", record_request)
-    lora = LoraSettings(rank=4, alpha=8, dropout=0.0, target_modules=("q_proj",))
     repo = "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit"
     with pytest.raises(RlkdError) as error:
-        load_student(repo, backend="unsloth", lora=lora, max_seq_length=256, load_in_4bit=False)
+        load_unsloth_student(repo, load_in_4bit=False)
     assert str(error.value) == (f"{repo} is a pre-quantised model (its name ends in 4bit): it "
                                 f"would load quantised although load_in_4bit is false. Name the "
                                 f"full-precision model instead, or set load_in_4bit: true")
-    assert requested == []
+    assert unsloth_requests == []
     with pytest.raises(Loaded):  # in 4-bit it loads as before
-        load_student(repo, backend="unsloth", lora=lora, max_seq_length=256, load_in_4bit=True)
-    assert requested == [(repo, True)]
+        load_unsloth_student(repo, load_in_4bit=True)
+    assert unsloth_requests == [(repo, True)]
 
 
 def test_a_pre_quantised_folder_is_refused_in_full_precision(tiny_model_dir, tmp_path):
