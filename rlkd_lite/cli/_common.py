@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.markup import escape
@@ -29,3 +31,21 @@ def user_errors() -> Iterator[None]:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
                           soft_wrap=True)
         raise typer.Exit(code=1) from None
+
+
+def exit_interrupted(command: str, run_dir: Path, steps: int, max_steps: int, *,
+                     detail: str = "", after: str = "") -> NoReturn:
+    """After Ctrl-C stopped a run: where it stands, the command that continues it, exit 130.
+
+    The command names the run's own config.yaml, a complete recipe of this run, so resuming
+    with it cannot be refused as a changed configuration whatever flags started the run.
+    `detail` goes after "step N of M", `after` on a line of its own."""
+    import shlex
+
+    from rlkd_lite.train.run_dir import RunDir
+
+    recipe = escape(shlex.quote(str(RunDir(Path(run_dir)).config)))
+    console.print(f"[yellow]interrupted at step {steps} of {max_steps}{detail}; continue with: "
+                  f"rlkd-lite {command} --recipe {recipe} --resume[/]"
+                  + (f"\n{after}" if after else ""), highlight=False, soft_wrap=True)
+    raise typer.Exit(code=130)  # 128 + SIGINT, as a shell reports a Ctrl-C'd command

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from rlkd_lite.cli import app
-from rlkd_lite.cli._common import SET_HELP, console, user_errors
+from rlkd_lite.cli._common import SET_HELP, console, exit_interrupted, user_errors
 from rlkd_lite.cli._jobs import (ApiBase, ApiKeyEnv, ApiModel, Backoff, Concurrency, Rejects,
                                  Retries, RetryRejected, Timeout, make_client, finish_job)
 from rlkd_lite.data.openai_client import DEFAULT_API_KEY_ENV
@@ -140,15 +140,7 @@ def train(
         table.add_row("evaluation", str(result.run_dir / "eval.json"))
     console.print(table)
     if result.interrupted:
-        import shlex
-
-        from rlkd_lite.train.run_dir import RunDir
-
-        # The run's own config.yaml is a complete recipe of this run (see `train`).
-        recipe_again = shlex.quote(str(RunDir(result.run_dir).config))
-        console.print(f"interrupted at step {result.steps} of {config.max_steps}, not evaluated; "
-                      f"continue with: rlkd-lite gsrm train --recipe {recipe_again} --resume",
-                      highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(code=130)  # 128 + SIGINT, as a shell reports a Ctrl-C'd command
+        exit_interrupted("gsrm train", result.run_dir, result.steps, config.max_steps,
+                         detail=", not evaluated")
     console.print(f"use it: rlkd-lite train --gsrm-adapter {result.run_dir}", highlight=False,
                   markup=False)

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from rlkd_lite.cli import app
-from rlkd_lite.cli._common import SET_HELP, console, user_errors
+from rlkd_lite.cli._common import SET_HELP, console, exit_interrupted, user_errors
 from rlkd_lite.train.config import MAX_SEED
 
 DEFAULT_RECIPE = "rlkd-qwen2.5-1.5b-gsm8k"
@@ -59,9 +59,6 @@ def train(
             typer.echo(yaml.safe_dump(config.to_dict(), sort_keys=False, width=100))
             return
         result = run_training(config, resume=resume)
-    import shlex
-
-    from rich.markup import escape
     from rich.table import Table
 
     from rlkd_lite.train.config import REWARDS
@@ -83,11 +80,6 @@ def train(
     if result.gsrm_unchanged is not None:
         console.print(f"gsrm adapter bit-identical after training: {result.gsrm_unchanged}")
     if result.interrupted:
-        # The run's own config.yaml is a complete recipe of this run: resuming with it cannot
-        # be refused as a changed configuration, whatever flags started the run.
-        recipe_again = escape(shlex.quote(str(RunDir(result.run_dir).config)))
-        console.print(f"[yellow]interrupted at step {result.steps} of {config.max_steps}; "
-                      f"continue with: rlkd-lite train --recipe {recipe_again} --resume[/]\n"
-                      f"the student adapter above is the student at step {result.steps}, "
-                      f"usable as it is", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=130)  # 128 + SIGINT, as a shell reports a Ctrl-C'd command
+        exit_interrupted("train", result.run_dir, result.steps, config.max_steps,
+                         after=f"the student adapter above is the student at step "
+                               f"{result.steps}, usable as it is")
