@@ -12,13 +12,18 @@ CHECKPOINTS = "checkpoints"
 """The folder in a run directory that the Trainer saves `checkpoint-N` folders into."""
 
 
+def checkpoint_step(checkpoint: Path | None) -> int:
+    """The optimizer step a `checkpoint-N` folder was saved at (0 for none)."""
+    return int(checkpoint.name.split("-")[-1]) if checkpoint is not None else 0
+
+
 def last_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete checkpoint of the run in `run_dir`: the Trainer writes
     trainer_state.json last, and not atomically, so a checkpoint counts once that file reads as
     JSON."""
     numbered = [p for p in (run_dir / CHECKPOINTS).glob("checkpoint-*")
                 if p.name.split("-")[-1].isdigit()]
-    for path in sorted(numbered, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+    for path in sorted(numbered, key=checkpoint_step, reverse=True):
         try:
             json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -27,6 +27,7 @@ from rlkd_lite.console import console, status
 from rlkd_lite.data.jsonl import write_json_atomic
 from rlkd_lite.data.problems import Problem, load_problems
 from rlkd_lite.errors import RlkdError
+from rlkd_lite.models.checkpoints import checkpoint_step
 from rlkd_lite.models.registry import check_model
 from rlkd_lite.train.config import RunConfig
 from rlkd_lite.train.run_dir import RunDir, is_main_process
@@ -98,11 +99,6 @@ def train_from(trainer: Any, checkpoint: Path | None, max_steps: int, run: RunDi
         return done
     trainer.train(resume_from_checkpoint=str(checkpoint))
     return trainer.state.global_step
-
-
-def checkpoint_step(checkpoint: Path | None) -> int:
-    """The optimizer step a checkpoint was saved at (0 for none)."""
-    return int(checkpoint.name.split("-")[-1]) if checkpoint is not None else 0
 
 
 def load_config_model(config: RunConfig, *, gsrm_adapter: str | None = None) -> tuple[Any, Any]:
