@@ -120,9 +120,15 @@ def find_run_dir(adapter: str | Path) -> Path | None:
     return next((c for c in candidates if (c / "config.yaml").is_file()), None)
 
 
+def is_final_adapter(adapter: str | Path | None, run_dir: Path) -> bool:
+    """Whether `adapter` names the run's final adapter (`RUN` or `RUN/adapter`), not one of
+    its checkpoints."""
+    return adapter is not None and Path(adapter).expanduser() in (run_dir, run_dir / "adapter")
+
+
 def warn_if_interrupted(run_dir: Path, adapter: str | Path | None) -> None:
     """Say so when the run's final adapter is evaluated but Ctrl-C stopped the run short."""
-    if adapter is None or Path(adapter).expanduser() not in (run_dir, run_dir / "adapter"):
+    if not is_final_adapter(adapter, run_dir):
         return
     try:
         summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
@@ -389,10 +395,9 @@ def default_eval_path(adapter: str | None, run_dir: Path | None) -> Path:
     adapter's), else ./eval.json."""
     if run_dir is None or adapter is None:
         return Path(EVAL_FILE)
-    adapter_path = Path(adapter).expanduser()
-    if adapter_path in (run_dir, run_dir / "adapter"):
+    if is_final_adapter(adapter, run_dir):
         return run_dir / EVAL_FILE
-    return adapter_path / EVAL_FILE
+    return Path(adapter).expanduser() / EVAL_FILE
 
 
 def _structure(problems: Sequence[Problem], completions: Sequence[str], decomposer: Any,
