@@ -165,6 +165,27 @@ def _fetch_config(resolved: ResolvedModel) -> None:
         hf_hub_download(resolved.name_or_path, "config.json")
 
 
+def _load_with_transformers(resolved: ResolvedModel, *, quantize: bool,
+                            trust_remote_code: bool, device: int) -> tuple[Any, Any]:
+    """(model, tokenizer) through plain transformers, 4-bit NF4 when `quantize`, on GPU
+    `device` where there is one; a model whose files cannot be had is an RlkdError."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"dtype": _compute_dtype(torch),
+                              "trust_remote_code": trust_remote_code}
+    if quantize:
+        kwargs["quantization_config"] = _bnb_4bit_config()
+    if torch.cuda.is_available():
+        kwargs["device_map"] = {"": device}
+    with _model_files(resolved):
+        _fetch_config(resolved)
+        tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path,
+                                                  trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, **kwargs)
+    return model, tokenizer
+
+
 def _bnb_4bit_config() -> Any:
     import torch
     from transformers import BitsAndBytesConfig
@@ -233,19 +254,10 @@ def load_student(model_name: str, *, backend: str, lora: LoraSettings, max_seq_l
             allow_decode_graphs(model.config.model_type)
     else:
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        kwargs: dict[str, Any] = {"dtype": _compute_dtype(torch),
-                                  "trust_remote_code": trust_remote_code}
-        if quantize:
-            kwargs["quantization_config"] = _bnb_4bit_config()
-        if torch.cuda.is_available():
-            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
-        with _model_files(resolved):
-            _fetch_config(resolved)
-            tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path,
-                                                      trust_remote_code=trust_remote_code)
-            base = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, **kwargs)
+        base, tokenizer = _load_with_transformers(
+            resolved, quantize=quantize, trust_remote_code=trust_remote_code,
+            device=int(os.environ.get("LOCAL_RANK", 0)))
         if quantize or resolved.pre_quantized_4bit:
             base = prepare_model_for_kbit_training(
                 base, use_gradient_checkpointing=gradient_checkpointing)
@@ -335,23 +347,13 @@ def load_inference_model(name_or_path: str, adapter: str | None = None, *,
     LoRA adapter under `adapter_name`. 4-bit by default on a GPU, full precision on a CPU."""
     _quiet_dependency_noise()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     resolved = resolve_model(name_or_path, backend="hf")
     adapter_path = adapter_dir(adapter) if adapter else None  # a wrong path fails before loading
     cuda = torch.cuda.is_available()
     quantize = (cuda if load_in_4bit is None else load_in_4bit) and not resolved.pre_quantized_4bit
-    kwargs: dict[str, Any] = {"dtype": _compute_dtype(torch),
-                              "trust_remote_code": trust_remote_code}
-    if quantize:
-        kwargs["quantization_config"] = _bnb_4bit_config()
-    if cuda:
-        kwargs["device_map"] = {"": 0}
-    with _model_files(resolved):
-        _fetch_config(resolved)
-        tokenizer = AutoTokenizer.from_pretrained(resolved.name_or_path,
-                                                  trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(resolved.name_or_path, **kwargs)
+    model, tokenizer = _load_with_transformers(resolved, quantize=quantize,
+                                               trust_remote_code=trust_remote_code, device=0)
     _prepare_tokenizer(tokenizer)
     if adapter_path:
         from peft import PeftModel
