@@ -150,6 +150,12 @@ NUMBERED = ("#### 1. Compute the total\nShe pays 3 + 4 = 7 dollars.\n"
     ("#### 3. The answer is 18", "18"),
     ("#### 2. Final answer: $18", "18"),
     ("#### 2. Eggs\n9\n#### 2. Final Answer: \\boxed{18}", "18"),
+    ("#### 1: Compute the total\n3 + 4 = 7", "7"),       # other separators
+    ("#### 1.Compute the total\n3 + 4 = 7", "7"),
+    ("#### 1)Add\n3 + 4 = 7", "7"),
+    ("##### 1. Compute the total\n3 + 4 = 7", "7"),    # not four hashes: a heading
+    ("3 + 4 = 7\n#### 18.", "18"),                     # a number ending a sentence is the marker
+    ("3 + 4 = 7\n#### 3.5", "3.5"),
 ])
 def test_numbered_headings_are_not_the_answer_marker(text, expected):
     assert extract_final_answer(text) == expected

@@ -112,6 +112,8 @@ def test_markdown_headings_are_context_not_the_end_of_the_solution():
     assert rules("#### 1. Eggs\nHe buys 3*4 = 12 eggs.\n#### 2) Cost\nThey cost 12*2 = 24 "
                  "dollars.") == [Step("1. Eggs. He buys eggs.", "3*4", "12"),
                                  Step("2) Cost. They cost dollars.", "12*2", "24")]
+    assert rules("#### 1: Eggs\nHe buys 3*4 = 12 eggs.\n#### 2.Cost\n12*2 = 24.") == \
+        [Step("1: Eggs. He buys eggs.", "3*4", "12"), Step("2.Cost.", "12*2", "24")]
     # "#### N" still ends the solution, with or without a space or a dollar sign.
     for marker in ("#### 12", "####12", "#### $12", "#### -3"):
         assert rules(f"He buys 3*4 = 12 eggs.\n{marker}\nAnd 1+1 = 2 afterwards.") == \

@@ -62,8 +62,8 @@ def test_parse_keeps_a_last_part_that_is_itself_the_closing_phrase():
     assert parse_steps(head + "[Answer 1]: 72, also the final answer is 72.") == \
         [Step("m", "q", "72")]
     # Not inside a word, and never the part's only number.
-    assert parse_steps(head + "[Answer 1]: 5 bathe final answer is") == \
-        [Step("m", "q", "5 bathe final answer is")]
+    assert parse_steps(head + "[Answer 1]: 5 semifinal answer is") == \
+        [Step("m", "q", "5 semifinal answer is")]
     assert parse_steps(head + "[Answer 1]: Adding them up, the final answer is 72.") == \
         [Step("m", "q", "Adding them up, the final answer is 72.")]
     assert parse_steps(head + "[Answer 1]: seventy-two\n#### 72") == \
@@ -92,6 +92,35 @@ def test_parse_cuts_a_closing_phrase_in_bold_with_its_emphasis_markers():
         [Step("m", "q", "*about* 4")]
     assert parse_steps(head + "[Answer 1]: **So the final answer is 72.**") == \
         [Step("m", "q", "**So the final answer is 72.**")]
+
+
+@pytest.mark.parametrize("closing", [
+    "### Final Answer\n\\boxed{72}",
+    "#### Final Answer: 72",
+    "**Final answer: 72**",
+    "**Final Answer:** 72",
+    "Final answer: 72.",
+    "- The final answer is 72.",        # a list item: its marker goes too
+    "* **Final answer:** 72",
+    "2. Final answer: 72",
+])
+def test_parse_cuts_closing_headings_labels_and_list_items(closing):
+    head = "[Meta-reasoning 1]: m\n[Sub-problem 1]: q\n"
+    assert parse_steps(f"{head}[Answer 1]: 72\n{closing}") == [Step("m", "q", "72")]
+
+
+def test_parse_keeps_final_answer_words_that_are_not_a_closing_phrase():
+    head = "[Meta-reasoning 1]: m\n[Sub-problem 1]: q\n"
+    for own in ("The final answer depends on 7", "Final answer: 72", "7 - 2\n- 5 more"):
+        assert parse_steps(f"{head}[Answer 1]: {own}") == [Step("m", "q", own)]
+
+
+@pytest.mark.parametrize("junk", ["\n" * 20_000, " " * 20_000, "\t\n" * 10_000, "#" * 20_000])
+def test_parse_of_degenerate_model_output_after_the_last_tag(junk):
+    # RL policies do collapse into runs of newlines (once quadratic in the closing-phrase regex).
+    head = "[Meta-reasoning 1]: m\n[Sub-problem 1]: q\n[Answer 1]: 7"
+    assert parse_steps(head + junk) == [Step("m", "q", "7")]
+    assert parse_steps(head + junk + "The final answer is 7.") == [Step("m", "q", "7")]
 
 
 def test_parse_gives_empty_parts_for_missing_tags_and_splits_on_tag_order():

@@ -15,11 +15,14 @@ _NUMBER = rf"(?<![\w.])(?:-\s?)?\$?\s?(?:{_DIGITS})(?:\s?/\s?\d+)?"
 _NUMBER_RE = re.compile(_NUMBER)
 # GSM8K's answer marker is "####" followed by the number; "#### Step 1: ..." is a Markdown
 # heading, which instruct models write, and says nothing about the answer.
-_HASHES_NUMBER_RE = re.compile(rf"####[ \t]*({_NUMBER})")
-# So is a numbered heading ("#### 1. Compute the total", "#### 2) Add"), whose step number
-# would pass for the marker's: the "#### 1. " is dropped before any answer is looked for, the
-# heading's text ("#### 4. Revenue: $18") kept.
-NUMBERED_HEADING = re.compile(r"^[ \t]*####[ \t]*\d+[.)][ \t]+(?=\S)", re.MULTILINE)
+# Exactly four hashes: "##### 1." is a heading too.
+_HASHES_NUMBER_RE = re.compile(rf"(?<!#)####[ \t]*({_NUMBER})")
+# So is a numbered heading ("#### 1. Compute the total", "#### 2) Add", "#### 1: Add",
+# "#### 1.Add"), whose step number would pass for the marker's: the "#### 1. " is dropped
+# before any answer is looked for, the heading's text ("#### 4. Revenue: $18") kept. A number
+# ending a sentence or a decimal ("#### 18.", "#### 3.5") stays the marker's.
+NUMBERED_HEADING = re.compile(
+    r"^[ \t]*####[ \t]*\d+(?:[.)][ \t]+(?=\S)|[.):][ \t]*(?=[^\W\d_]))", re.MULTILINE)
 _HASHES_TEXT_RE = re.compile(r"####[ \t]*([^\n]*)")
 _ANSWER_PHRASE_RE = re.compile(
     rf"\b(?:final\s+answer|answer)\s*(?:is|:|=)[\s:=*]*({_NUMBER})", re.IGNORECASE)

@@ -92,6 +92,9 @@ def _join(left: str, right: str) -> str:
     before punctuation)."""
     left, right = left.strip(), right.strip()
     if not left or right[:1] in _CLOSING_PUNCTUATION:  # "" is in any string: right may be empty
+        # A heading's period and the one after a cut-out computation are one: "Total." not "..".
+        if left[-1:] in _CLOSING_PUNCTUATION and not right.strip(_CLOSING_PUNCTUATION):
+            return left
         return left + right
     return f"{left} {right}"
 

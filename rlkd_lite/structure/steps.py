@@ -50,15 +50,20 @@ TAG_START_LETTERS = 3
 """Letters of a tag's name that tell it from text in brackets ("[a, b]", "[Q: check]")."""
 _STEP_START_TAG = re.compile(rf"\[\s*(?:{_META_OR_QUERY_NAMES})\s*(?:\d+\s*)?\]", re.IGNORECASE)
 _TAG_NAME_JUNK = re.compile(r"[\s_-]+")
-# A closing "So the final answer is 72." / "#### 72" after the last step's own text belongs to
-# the whole solution, not to the last sub-problem's answer. Its opening emphasis ("**The final
-# answer is 4**") goes with it; a marker right after a letter or digit closes the part's own
-# ("**4** the final answer is 4"), and the phrase must not start inside a word.
+# A closing "So the final answer is 72." / "Final answer: 72" / "#### 72" / "### Final Answer"
+# after the last step's own text belongs to the whole solution, not to the last sub-problem's
+# answer. Its opening emphasis ("**The final answer is 4**") goes with it; a marker right after
+# a letter or digit closes the part's own ("**4** the final answer is 4"), and the phrase must
+# not start inside a word.
 _TRAILER = re.compile(
-    r"\s*(?:(?<![\w*])[*_]+)?(?:(?<![^\W_])(?:(?:so|thus|therefore|hence|also)\b[\s,]*)?"
-    r"the\s+final\s+answer\s+is\b|####)",
+    r"(?:(?<![\w*])[*_]+)?(?:(?<![^\W_])(?:(?:so|thus|therefore|hence|also)\b[\s,]*)?"
+    r"(?:the\s+)?final\s+answer\s*(?:is\b|:)"
+    r"|(?P<heading>####|#+[ \t]*(?:the\s+)?final\s+answer\b))",
     re.IGNORECASE,
 )
+# A list item's marker left alone on the last line when its text was the closing phrase
+# ("72\n- The final answer is 72").
+_BARE_LIST_MARKER = re.compile(r"\n[ \t]*(?:[-*+•]|\d+[.)])[ \t]*$")
 _DIGIT = re.compile(r"\d")
 
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
@@ -158,11 +163,11 @@ def _without_tag_closer(body: str, emphasis: str) -> str:
 def _without_trailer(body: str) -> str:
     """`body` up to its closing "the final answer is" / "####", if text comes before it."""
     for trailer in _TRAILER.finditer(body):
-        before = body[:trailer.start()]
+        before = _BARE_LIST_MARKER.sub("", body[:trailer.start()].rstrip())
         # Never empty a part, nor cut the only number it has with a phrase ("Adding up, the
-        # final answer is 72."): then the phrase is the part's own text. "####" is never.
+        # final answer is 72."): then the phrase is the part's own text. A heading never is.
         own_number = not _DIGIT.search(before) and _DIGIT.search(body, trailer.end())
-        if before.strip() and (trailer.group().endswith("####") or not own_number):
+        if before.strip() and (trailer.group("heading") or not own_number):
             return before.rstrip(" \t\n,;(")
     return body
 
