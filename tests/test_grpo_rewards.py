@@ -65,6 +65,10 @@ def test_plain_format_rejects_think_tags_and_requires_an_answer_line():
     call(funcs["accuracy"], ["x"], answer="7")
     assert call(funcs["format"], ["3*4 = 12\n12-5 = 7\n#### 7", "<think>a</think>\n#### 7",
                                   "#### 7", "3*4 = 12"]) == [1.0, 0.0, 0.0, 0.0]
+    # Blank lines before the answer line count as its line break; a collapsed policy's run of
+    # newlines (once quadratic) gets no format reward.
+    assert call(funcs["format"], ["3*4 = 12\n\n  \n#### 12", "\n" * 50_000,
+                                  "\n" * 50_000 + "x#### 7"]) == [1.0, 0.0, 0.0]
 
 
 def test_tag_count_gives_partial_credit_per_piece():

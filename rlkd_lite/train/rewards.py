@@ -33,7 +33,8 @@ ANSWER_FORMATS = {
     # R1-style, as in the paper: reasoning inside think tags, then the answer.
     "think": re.compile(rf"^\s*<think>.+?</think>\s*####\s*{_NUMBER}\s*$", re.S),
     # GSM8K-style: reasoning lines, then the answer line (what small instruct models write).
-    "plain": re.compile(rf"^(?!.*</?think>).+?\n\s*####\s*{_NUMBER}\s*$", re.S),
+    # The greedy ".+" backs up to the last line break only: linear on a run of blank lines.
+    "plain": re.compile(rf"^(?!.*</?think>).+\n[^\S\n]*####\s*{_NUMBER}\s*$", re.S),
 }
 """Answer formats a recipe can ask for (`answer_format`): the format reward's exact patterns."""
 
