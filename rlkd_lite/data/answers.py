@@ -30,6 +30,8 @@ _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _LATEX_FRACTION_RE = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _LATEX_TEXT_RE = re.compile(r"\\(?:text|mathrm|textbf)\s*\{([^{}]*)\}")
 _THINK_END = "</think>"
+TYPESET_MINUS = "\u2212"
+"""The minus sign of typeset math ("−5"), read as "-" wherever numbers are compared."""
 _BEFORE_BINARY_MINUS = frozenset("0123456789)")
 
 
@@ -94,7 +96,7 @@ def answers_match(predicted: str | None, gold: str) -> bool:
 
 def _plain(text: str) -> str:
     """`text` with a typeset minus sign and LaTeX's "{,}" thousands separator as plain text."""
-    return text.replace("\u2212", "-").replace("{,}", ",")
+    return text.replace(TYPESET_MINUS, "-").replace("{,}", ",")
 
 
 def _last_number(text: str) -> str | None:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from rlkd_lite.data.answers import TYPESET_MINUS
 from rlkd_lite.errors import InputError
 
 PairKind = Literal["problem", "answer"]
@@ -72,7 +73,6 @@ _UNSIGNED_NUMBER = r"[0-9](?:,?[0-9])*(?:\.[0-9]+)?|\.[0-9]+"  # a comma only be
 _TOKEN = re.compile(rf"[^\W\d_]+|{_UNSIGNED_NUMBER}|(?<![\w.)])-\$?(?:{_UNSIGNED_NUMBER})"
                     r"|[-+*/×÷^=%]")
 _OPERATOR_SPELLINGS = {"×": "*", "÷": "/", "x": "*"}
-_TYPESET_MINUS = "\u2212"  # read as "-", as rlkd_lite.data.answers does
 # Words that carry no content in a sub-problem or meta-reasoning sentence.
 _STOP_WORDS = frozenset(
     "a an the of to in on at for by with from and or but so then than as is are was were be been "
@@ -128,7 +128,7 @@ _ARITHMETIC_OPERATORS = frozenset("+-*/^")
 
 @functools.lru_cache(maxsize=1 << 17)
 def _tokens(text: str) -> _Tokens:
-    text = text.replace(_TYPESET_MINUS, "-")
+    text = text.replace(TYPESET_MINUS, "-")
     if text.isascii() and text.isdigit():  # the most common answer, a plain whole number
         number = _number_token(text)
         return _Tokens(frozenset((number,)), frozenset((number,)), (number,))
@@ -169,7 +169,7 @@ def _arithmetic(expression: tuple[str, ...]) -> bool:
 
 _MAX_EVALUATED_CHARACTERS = 200  # sub-problems and answers are short; junk is not evaluated
 _EVALUATION_SPELLING = str.maketrans({"x": "*", "×": "*", "÷": "/", "^": "**", "$": None,
-                                      "%": None, _TYPESET_MINUS: "-"})
+                                      "%": None, TYPESET_MINUS: "-"})
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _LEADING_ZEROS = re.compile(r"(?<![\d.])0+(?=\d)")  # Python refuses "007"
 _BINARY_OPERATIONS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
