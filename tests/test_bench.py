@@ -43,6 +43,7 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
         1000 * rows[1]["structure_decompose_s"] / 12)
     assert grpo["generate_ms_per_decode_step"] > 0 and grpo["decompose_ms_per_decode_step"] is None
     assert "decompose ms/decode step" in result.output
+    assert "GSRM: adapter, zero-shot (rlkd-unsloth)" in result.output
     assert rlkd["judge_pairs"] == 2 * 4 and rlkd["judge_batch_s"] > 0  # 4 rollouts per step
     assert any("structure reward" in t["goal"] for t in report["targets"])
     assert {t["met"] for t in report["targets"]} == {None}  # a CPU run is not judged
@@ -53,6 +54,25 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
         assert (config["gsrm_max_new_tokens"], config["method"]) == (12, method)
         assert config["init_adapter"] is None
     assert report["set"] == ["gsrm_max_new_tokens=12", "init_adapter=null"]
+    # The rlkd variant's GSRM is an (untrained) adapter beside the student, as in a real run.
+    assert (rlkd["gsrm"], grpo["gsrm"]) == ("adapter, zero-shot", None)
+    assert rlkd["gsrm_unchanged"] is True
+    rlkd_config = yaml.safe_load((tmp_path / "run-rlkd-unsloth" / "config.yaml").read_text())
+    adapter = tmp_path / rlkd_config["gsrm_adapter"]
+    assert (adapter / "adapter_config.json").is_file()
+    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 4  # bench-tiny's
+
+
+@pytest.mark.slow
+def test_bench_gsrm_can_be_the_few_shot_bare_base(tmp_path):
+    from rlkd_lite.train.bench import build_random_model, run_variant
+    from rlkd_lite.train.config import parse_set_overrides
+
+    model = build_random_model("tiny", tmp_path)
+    summary = run_variant("rlkd-unsloth", "bench-tiny", str(model), 1, str(tmp_path / "run"), 0,
+                          parse_set_overrides(["gsrm_adapter=null", "gsrm_max_new_tokens=4"]),
+                          gsrm_adapter=str(tmp_path / "not-used"))
+    assert summary["gsrm"] == "bare base, few-shot"
 
 
 @pytest.mark.slow

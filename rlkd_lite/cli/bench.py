@@ -68,6 +68,8 @@ def bench(
                                    for r in results))
     console.print(table)
     for r in results:
+        if r.get("gsrm"):
+            console.print(f"GSRM: {r['gsrm']} ({r['variant']})")
         if r.get("judge_batch_s") is not None:
             console.print(f"llm judge, {r['judge_pairs']} pairs in one batched call: "
                           f"{r['judge_batch_s']:.3f} s ({r['variant']})")

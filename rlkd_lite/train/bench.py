@@ -11,8 +11,11 @@ on import and the plain-stack variant must not see those patches:
 Without weights at hand (the GPU machines here have no network) the model is random-initialised
 with a real shape (`--shape`). Random weights never emit EOS, so every rollout and every GSRM
 decomposition runs to its token limit: the numbers are an upper bound on generation time and say
-nothing about accuracy. The first step (compilation, warm-up) is reported apart from the mean,
-which covers the steps after the first generation cycle (one step, or `steps_per_generation` ÷
+nothing about accuracy. The GSRM runs as in a real RLKD run (README, "The whole path"): a gsrm
+adapter beside the student, prompted zero-shot. Untrained here (`build_random_gsrm_adapter`), it
+costs what a trained one does; `--set gsrm_adapter=null` times the few-shot bare base instead.
+The first step (compilation, warm-up) is reported apart from the mean, which covers the steps
+after the first generation cycle (one step, or `steps_per_generation` ÷
 `gradient_accumulation_steps` steps when several share a generation).
 """
 from __future__ import annotations
@@ -59,18 +62,49 @@ def build_random_model(shape: str, cache: Path) -> Path:
     return out
 
 
+def build_random_gsrm_adapter(model_dir: Path, config: Any) -> Path:
+    """An untrained LoRA adapter of the run config's rank and target modules on `model_dir`,
+    saved beside it once: it stands in for a trained gsrm adapter. Its B matrices are zero
+    (PEFT's default initialisation), so it decomposes like the bare base, at an adapter's cost."""
+    targets = "-".join(sorted(config.lora_target_modules))
+    out = model_dir.with_name(f"{model_dir.name}-gsrm-r{config.lora_rank}-{targets}")
+    if (out / "adapter_config.json").is_file():
+        return out
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    cuda = torch.cuda.is_available()
+    base = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.bfloat16 if cuda else torch.float32,
+        device_map="cuda" if cuda else "cpu")
+    model = get_peft_model(base, LoraConfig(
+        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM"))
+    model.save_pretrained(out)
+    del model, base
+    if cuda:
+        torch.cuda.empty_cache()  # the variants run in processes of their own
+    return out
+
+
 def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: str,
-                judge_pairs_per_rollout: int, overrides: dict[str, Any] | None = None
-                ) -> dict[str, Any]:
+                judge_pairs_per_rollout: int, overrides: dict[str, Any] | None = None,
+                gsrm_adapter: str | None = None) -> dict[str, Any]:
     """Train `steps` steps of one variant in this process and summarise its metrics.
-    `overrides` are recipe fields set for every variant (the variant's method and backend win)."""
+    `overrides` are recipe fields set for every variant (the variant's method and backend win).
+    `gsrm_adapter` is loaded beside the student of an rlkd variant, unless `overrides` name
+    one or clear it (`gsrm_adapter=null`)."""
     from rlkd_lite.train.config import load_config
     from rlkd_lite.train.run import run_training
     from rlkd_lite.train.run_dir import RunDir
 
     method, backend = VARIANTS[variant]
+    overrides = dict(overrides or {})
+    if method == "rlkd" and gsrm_adapter:
+        overrides.setdefault("gsrm_adapter", gsrm_adapter)
     config = load_config(recipe, {
-        **(overrides or {}), "model": model_dir, "method": method, "backend": backend,
+        **overrides, "model": model_dir, "method": method, "backend": backend,
         "max_steps": steps, "output_dir": out_dir, "save_steps": steps, "sample_every": steps})
     # Steps between generations (steps_per_generation): the mean covers whole cycles after the
     # first, so that each generation's cost is spread over the steps that share it.
@@ -96,6 +130,8 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
         "generate_peak_gib": max(r.get("generate_peak_gib", 0.0) for r in rows) if cuda else None,
         "rewards_peak_gib": max(r.get("rewards_peak_gib", 0.0) for r in rows) if cuda else None,
         "gsrm_unchanged": result.gsrm_unchanged,
+        "gsrm": None if method != "rlkd" else ("adapter, zero-shot" if config.gsrm_adapter
+                                               else "bare base, few-shot"),
     }
     for stage in STAGES:
         summary[stage] = statistics.mean(r.get(stage, 0.0) for r in steady)
@@ -156,15 +192,21 @@ def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int,
     """Build the model once, then run each variant in a fresh Python process. `set_pairs` are
     `--set FIELD=VALUE` overrides for every variant, checked here and parsed in each process
     (they travel as text: a parsed `FIELD=null` is no JSON value)."""
-    from rlkd_lite.train.config import parse_set_overrides
+    from rlkd_lite.train.config import load_config, parse_set_overrides
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         from rlkd_lite.errors import RlkdError
 
         raise RlkdError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-    parse_set_overrides(set_pairs or [])
+    overrides = parse_set_overrides(set_pairs or [])
+    config = load_config(recipe, overrides)
     model_dir = build_random_model(shape, workdir)
+    # The rlkd variant's GSRM is an adapter, as in a real run, unless the recipe or --set
+    # names one or clears it.
+    gsrm_adapter = (None if "rlkd-unsloth" not in variants or config.gsrm_adapter
+                    or "gsrm_adapter" in overrides
+                    else build_random_gsrm_adapter(model_dir, config))
     results = []
     for variant in variants:
         out = workdir / f"run-{variant}"
@@ -172,7 +214,8 @@ def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int,
         shutil.rmtree(out, ignore_errors=True)  # scratch runs: a bench never resumes
         report.unlink(missing_ok=True)
         job = {"variant": variant, "recipe": recipe, "model_dir": str(model_dir),
-               "steps": steps, "out_dir": str(out),
+               "gsrm_adapter": gsrm_adapter and str(gsrm_adapter), "steps": steps,
+               "out_dir": str(out),
                "judge_pairs_per_rollout": judge_pairs_per_rollout,
                "set": set_pairs or []}
         if on_variant:
@@ -235,7 +278,7 @@ def _worker(job_json: str, report: str) -> None:
     job = json.loads(job_json)
     summary = run_variant(job["variant"], job["recipe"], job["model_dir"], job["steps"],
                           job["out_dir"], job["judge_pairs_per_rollout"],
-                          parse_set_overrides(job["set"]))
+                          parse_set_overrides(job["set"]), job["gsrm_adapter"])
     from rlkd_lite.data.jsonl import write_json_atomic
 
     write_json_atomic(report, summary)
