@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def test_eval_of_a_run_and_of_the_base_model(tiny_run, tiny_model_dir, tmp_path,
     assert trained.settings["system_prompt"] == SYSTEM_PROMPT
     assert trained.settings["max_new_tokens"] == 8
     assert set(trained.metrics) == {"problems", "accuracy", "pass@1", "pass@2", "structure",
-                                    "completion_tokens"}
+                                    "structure_problems", "completion_tokens"}
     assert trained.metrics["problems"] == 3
     assert [item["id"] for item in trained.items] == [f"syn-test-{i:06d}" for i in range(3)]
     for item in trained.items:
@@ -218,6 +219,32 @@ def test_problems_without_teacher_traces_get_accuracy_but_no_structure(tmp_path,
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["metrics"]["problems"] == 2 and "accuracy" in report["metrics"]
     assert "structure" not in report["metrics"]
+
+
+@pytest.mark.slow
+def test_structure_is_the_mean_over_the_problems_with_a_teacher_trace(tmp_path, tiny_model_dir,
+                                                                      monkeypatch, capsys):
+    """Four problems with traces answered with the teacher's own reasoning, one without: the
+    structure mean is over the four, and the result says so; accuracy counts all five."""
+    monkeypatch.chdir(tmp_path)
+    traced = load_problems("synthetic", subset=4, split="test")
+    write_problems_jsonl(tmp_path / "mixed.jsonl", traced)
+    with open(tmp_path / "mixed.jsonl", "a") as handle:
+        handle.write('{"id": "plain", "question": "What is 2+3?", "answer": "5"}\n')
+
+    def fake_generate(model, tokenizer, conversations, **_):
+        return [[(render_target(p.reasoning, p.answer, "think"), 40)] for p in traced] + [
+            [("#### 5", 3)]]
+
+    monkeypatch.setattr(evaluate_module, "generate_completions", fake_generate)
+    result = evaluate(EvalSettings(recipe="tiny-cpu", model=str(tiny_model_dir),
+                                   data="mixed.jsonl"), output="eval.json")
+    assert result.metrics["accuracy"] == 1.0 and result.metrics["problems"] == 5
+    assert result.metrics["structure"] == pytest.approx(
+        statistics.fmean(len(item["teacher_steps"]) for item in result.items[:4]))
+    assert result.metrics["structure_problems"] == 4
+    assert "structure reward is the mean over the 4 of 5 problems" in " ".join(
+        capsys.readouterr().err.split())
 
 
 @pytest.mark.slow

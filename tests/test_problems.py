@@ -166,6 +166,12 @@ def test_jsonl_problems(tmp_path):
      "expected a string or a number, got an object"),
     ({"question": "q", "answer": "1", "reasoning": "r", "source": 3}, "source",
      "expected a string"),
+    ({"question": "q", "answer": "3+4 = 7\nso 7", "reasoning": "r"}, "answer",
+     "expected the final answer alone"),
+    ({"question": "q", "answer": "3+4 = 7\n####", "reasoning": "r"}, "answer",
+     "no final answer after '####'"),
+    ({"question": "q", "answer": "3+4 = 7\n#### 7\nThanks!", "reasoning": "r"}, "answer",
+     "a GSM8K solution whose last line is '#### N'"),
 ])
 def test_jsonl_bad_line_names_file_line_and_field(tmp_path, row, field, message):
     good = {"id": "ok", "question": "q", "answer": "1", "reasoning": "r"}
@@ -173,6 +179,27 @@ def test_jsonl_bad_line_names_file_line_and_field(tmp_path, row, field, message)
     with pytest.raises(InputError, match=message) as error:
         load_problems(path)
     assert_names(error, path, 2, field)
+
+
+def test_jsonl_answer_as_a_gsm8k_solution(tmp_path):
+    """GSM8K's own format: the answer is the number after '####'; the solution before it is
+    the teacher trace unless the line gives one."""
+    solution = "She has 3*4=<<3*4=12>>12 apples.\nThen 12+3=<<12+3=15>>15.\n#### 15"
+    path = write_lines(tmp_path / "p.jsonl", [
+        {"id": "a", "question": "Q?", "answer": solution},
+        {"id": "b", "question": "Q?", "answer": solution, "reasoning": "own"},
+        {"id": "c", "question": "Q?", "answer": solution, "steps": [STEP]},
+        {"id": "d", "question": "Q?", "answer": " #### 15 "}])
+    loaded = load_problems(path, require_trace=False)
+    assert [(p.answer, p.reasoning, p.steps) for p in loaded] == [
+        ("15", "She has 3*4=<<3*4=12>>12 apples.\nThen 12+3=<<12+3=15>>15.", None),
+        ("15", "own", None), ("15", None, [Step(**STEP)]), ("15", None, None)]
+    with pytest.raises(InputError, match="no teacher trace") as error:
+        load_problems(path)  # "#### 15" alone is an answer without a trace
+    assert_names(error, path, 4, "reasoning")
+    # The solution is a trace as training requires one.
+    assert [p.reasoning for p in load_problems(path, subset=3)] == [
+        loaded[0].reasoning, "own", None]
 
 
 def test_jsonl_duplicate_id(tmp_path):
@@ -251,6 +278,8 @@ def test_subset_only_needs_traces_for_the_problems_kept(tmp_path):
     ({"id": "a", "reasoning": "r"}, "id", "duplicate id 'a'"),
     ({"id": "b"}, "reasoning", "needs 'reasoning' \\(text\\) or 'steps'"),
     ({"id": "b", "steps": [{"meta": "m", "query": "q"}]}, "steps[0].answer", "missing"),
+    ({"id": "b", "question": 5, "reasoning": "r"}, "question", "expected a string, got a number"),
+    ({"id": "b", "question": "", "reasoning": "r"}, "question", "must not be empty"),
 ])
 def test_teacher_file_bad_line_names_file_line_and_field(tmp_path, row, field, message):
     problems = write_lines(tmp_path / "p.jsonl", [{"id": "a", "question": "q", "answer": "1"}])

@@ -151,7 +151,7 @@ GOOD = {"id": "a", "reasoning": "He buys 3*4 = <<3*4=12>>12 eggs."}
     (["[1, 2]"], "teacher.jsonl:1: expected a JSON object, got an array"),
     ([{"id": "a", "question": "q"}], "teacher.jsonl:1: field 'reasoning': missing"),
     ([{"id": "a", "reasoning": 5}],
-     "teacher.jsonl:1: field 'reasoning': expected a string, got int"),
+     "teacher.jsonl:1: field 'reasoning': expected a string, got a number"),
     ([{"id": ["a"], "reasoning": "x"}],
      "teacher.jsonl:1: field 'id': expected a string or an integer"),
     ([{"id": True, "reasoning": "x"}],

@@ -9,9 +9,14 @@ Data specs:
   "...", "query": "...", "answer": "..."}], "source": "..."}`. `question` and `answer` (a
   string or a number) are required; `id` (a string or an integer) defaults to the line number;
   the teacher trace is `reasoning` (text), `steps`, or both; other fields are ignored.
+  `answer` may also be a GSM8K solution (GSM8K's own format: the worked solution, then a last
+  line `#### 72`): the text after its last `####` is the answer and, on a line without
+  `reasoning` or `steps`, the text before it is the teacher trace. Any other answer of more
+  than one line is refused (it has no final answer to check replies against).
 
 A separate teacher file (`teacher=`), of lines `{"id": ..., "reasoning": ...}` and/or
-`"steps"`, pairs traces with problems by id, for any spec; its trace replaces the problem's own.
+`"steps"` (and optionally the `question`, checked against the problem's), pairs traces with
+problems by id, for any spec; its trace replaces the problem's own.
 Every problem must end up with a teacher trace.
 """
 from __future__ import annotations
@@ -160,14 +165,33 @@ def _read_problem_file(path: str) -> list[tuple[int, Problem]]:
                              f"{first_line[problem_id]})", field="id", **where)
         first_line[problem_id] = line
         reasoning, steps = _trace(row, where)
+        question = text_field(required_field(row, "question", where), "question", where)
+        answer, solution = _answer(required_field(row, "answer", where), where)
+        if reasoning is None and steps is None:
+            reasoning = solution  # GSM8K's worked solution is its teacher trace
         source = row.get("source")
         numbered.append((line, Problem(
-            id=problem_id,
-            question=text_field(required_field(row, "question", where), "question", where),
-            answer=scalar_text_field(required_field(row, "answer", where), "answer", where),
-            reasoning=reasoning, steps=steps,
+            id=problem_id, question=question, answer=answer, reasoning=reasoning, steps=steps,
             source=path if source is None else text_field(source, "source", where))))
     return numbered
+
+
+def _answer(value: Any, where: dict[str, Any]) -> tuple[str, str | None]:
+    """The final answer of an `answer` field, and the worked solution before it when the field
+    is a GSM8K solution (None when it is the answer alone)."""
+    answer = scalar_text_field(value, "answer", where)
+    solution = None
+    if "####" in answer:
+        try:
+            solution, answer = split_gsm8k_solution(answer)
+        except ValueError as exc:
+            raise InputError(str(exc), field="answer", **where) from None
+    if "\n" in answer:
+        # A worked solution without GSM8K's closing line, or text after it: no final answer to
+        # compare replies with.
+        raise InputError("expected the final answer alone (e.g. \"72\"), or a GSM8K solution "
+                         "whose last line is '#### N'", field="answer", **where)
+    return answer, solution or None
 
 
 def _with_teacher_traces(problems: list[Problem],
@@ -175,7 +199,7 @@ def _with_teacher_traces(problems: list[Problem],
     """`problems` with the traces of a teacher file (paired by id) in place of their own."""
     path = str(teacher)
     traces: dict[str, tuple[str | None, list[Step] | None]] = {}
-    questions: dict[str, Any] = {}
+    questions: dict[str, str | None] = {}
     first_line: dict[str, int] = {}
     for line, row in read_jsonl(path):
         where = {"path": path, "line": line}
@@ -189,7 +213,9 @@ def _with_teacher_traces(problems: list[Problem],
             raise InputError("a teacher line needs 'reasoning' (text) or 'steps'",
                              field="reasoning", **where)
         traces[teacher_id] = trace
-        questions[teacher_id] = row.get("question")
+        question = row.get("question")
+        questions[teacher_id] = (None if question is None
+                                 else text_field(question, "question", where))
     if problems and not any(problem.id in traces for problem in problems):
         # Most likely ids from another numbering; better said than silently ignored.
         raise InputError(f"no id in the teacher file matches a problem id (problem ids look "
@@ -198,7 +224,7 @@ def _with_teacher_traces(problems: list[Problem],
         # Ids repeat across data sources and seeds (synthetic ids are positions): a trace is
         # only this problem's if its line, where it says, asks the same question.
         question = questions.get(problem.id)
-        if isinstance(question, str) and not same_question(question, problem.question):
+        if question is not None and not same_question(question, problem.question):
             raise InputError(f"id {problem.id!r} has another question here than in the data "
                              f"({question[:60]!r} vs {problem.question[:60]!r}): the teacher "
                              f"file was made for other problems (another --data, --subset or "

@@ -4,9 +4,10 @@ A trace file is JSONL, one record per line:
     {"id": "q1", "question": "...", "reasoning": "free text or tagged steps"}
     {"id": "q2", "steps": [{"meta": "...", "query": "...", "answer": "..."}, ...]}
 "id" (string or integer) and "question" are optional; a record needs "reasoning" or "steps"
-(when both are given, "steps" is used as is and "reasoning" ignored). Records pair by id when
-both files have ids (ids compare as text, so 7 and "7" are one id), and by line order when
-neither has. Pure Python: no model library is imported here.
+(when both are given, "steps" is used as is and "reasoning" ignored). A teacher's trace must
+not be empty (there would be nothing to reproduce); a student's may be (it scores 0). Records
+pair by id when both files have ids (ids compare as text, so 7 and "7" are one id), and by line
+order when neither has. Pure Python: no model library is imported here.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlkd_lite.data.jsonl import read_jsonl, write_text_atomic
-from rlkd_lite.data.problems import same_question, steps_field
+from rlkd_lite.data.jsonl import json_type, read_jsonl, write_text_atomic
+from rlkd_lite.data.problems import same_question, steps_field, text_field
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.structure.decomposers import DecomposeInput, Decomposer
 from rlkd_lite.structure.judges import Judge
@@ -57,12 +58,13 @@ class TraceFile:
     problems: list[InputError]
 
 
-def read_traces(path: str | Path, skip_bad: bool = False) -> TraceFile:
+def read_traces(path: str | Path, skip_bad: bool = False, *, teacher: bool = False) -> TraceFile:
     """Read and validate a trace file; see the module docstring for the format.
 
-    A bad line (not JSON, a missing or wrong-typed field, a duplicate id) raises InputError
-    naming the file, line and field; with `skip_bad` it is recorded in `problems` and skipped.
-    An empty file, and a file where only some records have an id, always raise.
+    A bad line (not JSON, a missing or wrong-typed field, a duplicate id, with `teacher` an
+    empty trace) raises InputError naming the file, line and field; with `skip_bad` it is
+    recorded in `problems` and skipped. An empty file, and a file where only some records have
+    an id, always raise.
     """
     name = str(path)
     traces: list[Trace] = []
@@ -77,7 +79,7 @@ def read_traces(path: str | Path, skip_bad: bool = False) -> TraceFile:
 
     for line_no, row in read_jsonl(path, on_error=skip if skip_bad else None):
         try:
-            trace = _trace(row, name, line_no, position)
+            trace = _trace(row, name, line_no, position, teacher)
             if trace.id is not None:
                 key = str(trace.id)
                 if key in first_line_of:
@@ -99,27 +101,30 @@ def read_traces(path: str | Path, skip_bad: bool = False) -> TraceFile:
     return TraceFile(name, traces, position, problems)
 
 
-def _trace(row: dict, path: str, line: int, position: int) -> Trace:
-    """Validate one record."""
+def _trace(row: dict, path: str, line: int, position: int, teacher: bool) -> Trace:
+    """Validate one record (a teacher's when `teacher`: its trace must not be empty)."""
+    where = {"path": path, "line": line}
 
     def bad(field: str, problem: str) -> InputError:
-        return InputError(problem, path=path, line=line, field=field)
+        return InputError(problem, field=field, **where)
 
     record_id = row.get("id")
     if record_id is not None and (isinstance(record_id, bool)
                                   or not isinstance(record_id, (str, int))):
-        raise bad("id", f"expected a string or an integer, got {type(record_id).__name__}")
+        raise bad("id", f"expected a string or an integer, got {json_type(record_id)}")
     question = row.get("question", "")
     if not isinstance(question, str):
-        raise bad("question", f"expected a string, got {type(question).__name__}")
+        raise bad("question", f"expected a string, got {json_type(question)}")
     steps = None
     if "steps" in row:
-        steps = steps_field(row["steps"], {"path": path, "line": line}, allow_empty=True)
+        steps = steps_field(row["steps"], where, allow_empty=not teacher)
     elif "reasoning" not in row:
         raise bad("reasoning", "missing: a record needs 'reasoning' (text) or 'steps' (a list)")
     reasoning = row.get("reasoning", "")
-    if not isinstance(reasoning, str):
-        raise bad("reasoning", f"expected a string, got {type(reasoning).__name__}")
+    if teacher and steps is None:
+        text_field(reasoning, "reasoning", where)
+    elif not isinstance(reasoning, str):
+        raise bad("reasoning", f"expected a string, got {json_type(reasoning)}")
     return Trace(record_id, line, position, question, reasoning, steps)
 
 
@@ -258,7 +263,7 @@ def pair_files(teacher_path: str | Path, student_path: str | Path,
     left; with `skip_bad`, bad lines and unpaired records are skipped and listed in `problems`.
     """
     with _batch_gc():
-        teacher = read_traces(teacher_path, skip_bad)
+        teacher = read_traces(teacher_path, skip_bad, teacher=True)
         student = read_traces(student_path, skip_bad)
         pairs, unpaired = pair_traces(teacher, student, skip_bad)
     if not pairs:

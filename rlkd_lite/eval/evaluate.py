@@ -6,7 +6,8 @@ What is measured, on the test split of the data (or a JSONL file):
 - pass@k: from n sampled completions per problem, the unbiased estimator (`passk.py`);
 - structure: the structure reward of the greedy completion's reasoning against the teacher's
   trace (DESIGN.md section 2), by default with the model-free `auto` decomposer (tagged text is
-  parsed, anything else segmented by rules) and the `lexical` judge;
+  parsed, anything else segmented by rules) and the `lexical` judge; the mean is over the
+  problems with a teacher trace only, and `structure_problems` says how many there were;
 - completion_tokens: the mean length of the greedy completions, in tokens.
 
 Prompts are built exactly as in training (the recipe's system prompt, then the question), and
@@ -373,6 +374,10 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
               if problem.reasoning or problem.steps]
     if traced:  # no teacher traces in the data: no structure metric
         metrics["structure"] = statistics.fmean(traced)
+        metrics["structure_problems"] = len(traced)
+        if len(traced) < len(problems):
+            console.print(f"note: the structure reward is the mean over the {len(traced)} of "
+                          f"{len(problems)} problems that have a teacher trace", highlight=False)
     metrics["completion_tokens"] = statistics.fmean(item["completion_tokens"] for item in items)
     result = EvalResult(
         model=model_name, adapter=settings.adapter, run=str(run_dir) if run_dir else None,
@@ -406,7 +411,7 @@ def _structure(problems: Sequence[Problem], completions: Sequence[str], decompos
     """Teacher steps, student steps and structure scores. Teacher text goes through the same
     decomposer as the student's reasoning, so both sides are segmented alike (as in training);
     given teacher steps are used where there is no text. A problem without a teacher trace
-    scores 0 and its completion is not decomposed."""
+    scores 0 (outside the structure metric) and its completion is not decomposed."""
     with_text = [i for i, p in enumerate(problems) if p.reasoning]
     traced = [i for i, p in enumerate(problems) if p.reasoning or p.steps]
     inputs = [DecomposeInput(problems[i].question, problems[i].reasoning or "") for i in with_text]
