@@ -171,3 +171,10 @@ def test_numbered_headings_are_not_the_answer_marker(text, expected):
 ])
 def test_a_number_that_ends_its_line_is_the_answer_marker(text, expected):
     assert extract_final_answer(text) == expected
+
+
+def test_boxes_that_never_close_or_nest_deeply_are_read_in_one_pass():
+    # Degenerate model output; scanning ahead from every box was quadratic.
+    assert extract_final_answer("\\boxed{" * 20_000) is None
+    assert extract_final_answer("\\boxed{" * 20_000 + "7" + "}" * 20_000) == "7"
+    assert extract_final_answer("\\boxed{3} then \\boxed{" * 5_000) == "3"

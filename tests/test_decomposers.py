@@ -75,7 +75,8 @@ def test_final_answer_lines_and_think_blocks():
                                   "x" * 10_000 + " 1 + 1 = 2",
                                   # degenerate model output (once quadratic in the regex)
                                   "1" * 20_000 + " = x", "1+" * 5_000 + "= 5",
-                                  "(" * 5_000 + "1 = 2"])
+                                  "(" * 5_000 + "1 = 2", "a" + " " * 40_000 + "1",
+                                  "#### " + " " * 40_000 + "x"])
 def test_text_without_computations_or_junk_never_raises(text):
     steps = rules(text)
     assert isinstance(steps, list)

@@ -68,7 +68,9 @@ def test_plain_format_rejects_think_tags_and_requires_an_answer_line():
     # Blank lines before the answer line count as its line break; a collapsed policy's run of
     # newlines (once quadratic) gets no format reward.
     assert call(funcs["format"], ["3*4 = 12\n\n  \n#### 12", "\n" * 50_000,
-                                  "\n" * 50_000 + "x#### 7"]) == [1.0, 0.0, 0.0]
+                                  "\n" * 50_000 + "x#### 7", "a\n####" + "1" * 50_000 + "x"]
+                ) == [1.0, 0.0, 0.0, 0.0]
+    assert TagCountReward(LastBatch(), "plain").score("####" + "1" * 50_000 + "x") == 0.5
 
 
 def test_tag_count_gives_partial_credit_per_piece():

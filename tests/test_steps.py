@@ -123,6 +123,12 @@ def test_parse_of_degenerate_model_output_after_the_last_tag(junk):
     assert parse_steps(head + junk + "The final answer is 7.") == [Step("m", "q", "7")]
 
 
+def test_parse_of_repeated_closing_phrases_before_the_only_number():
+    # Each phrase is the part's own text (no number before it); once quadratic to find out.
+    body = "final answer: " * 5_000 + "1"
+    assert parse_steps("[Answer 1]: " + body) == [Step("", "", body)]
+
+
 def test_parse_gives_empty_parts_for_missing_tags_and_splits_on_tag_order():
     # Indices are ignored: two sub-problems in a row are two steps, whatever their numbers.
     text = "[Sub-problem 1]: q1\n[Answer 1]: a1\n[Sub-problem 1]: q2\n[Meta-reasoning 3]: m3"

@@ -27,6 +27,7 @@ _HASHES_TEXT_RE = re.compile(r"####[ \t]*([^\n]*)")
 _ANSWER_PHRASE_RE = re.compile(
     rf"\b(?:final\s+answer|answer)\s*(?:is|:|=)[\s:=*]*({_NUMBER})", re.IGNORECASE)
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE_RE = re.compile(r"[{}]")
 _LATEX_FRACTION_RE = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _LATEX_TEXT_RE = re.compile(r"\\(?:text|mathrm|textbf)\s*\{([^{}]*)\}")
 _THINK_END = "</think>"
@@ -130,18 +131,22 @@ def _number_or_text(text: str) -> str | None:
 
 def _last_boxed(text: str) -> str | None:
     """The contents of the last `\\boxed{...}` whose braces close, nested braces included."""
-    contents = None
-    for match in _BOXED_RE.finditer(text):
-        depth = 1
-        for index in range(match.end(), len(text)):
-            if text[index] == "{":
-                depth += 1
-            elif text[index] == "}":
-                depth -= 1
-            if depth == 0:
-                contents = text[match.end():index]
-                break
-    return contents
+    boxes = [match.end() for match in _BOXED_RE.finditer(text)]
+    if not boxes:
+        return None
+    # Every brace from the first box on is paired once (scanning ahead from each box was
+    # quadratic in degenerate output); a "}" with nothing open is ignored.
+    closing_of, open_braces = {}, []
+    for brace in _BRACE_RE.finditer(text, boxes[0] - 1):
+        if brace.group() == "{":
+            open_braces.append(brace.start())
+        elif open_braces:
+            closing_of[open_braces.pop()] = brace.start()
+    for start in reversed(boxes):
+        close = closing_of.get(start - 1)
+        if close is not None:
+            return text[start:close]
+    return None
 
 
 def _normalise(answer: str) -> str:

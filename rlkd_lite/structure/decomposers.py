@@ -60,9 +60,11 @@ _COMPUTATION = re.compile(
     rf"(?P<equals>[ \t]*=[ \t]*\$?(?P<rhs>{_NUMBER})))"
 )
 # "The total number of clips is 72." -- a stated result that ends the sentence.
+# The subject ends before a whitespace run, not inside it: each run is tried once (a lazy
+# subject stopping at every space of a long run made this quadratic).
 _STATED_RESULT = re.compile(
-    rf"^(?P<subject>.*?)\s+(?:is|are|was|were|equals|comes to|makes)\s+\$?(?P<result>{_NUMBER})"
-    r"\s*[.!]?$",
+    r"^(?P<subject>.*?)(?<!\s)\s+(?:is|are|was|were|equals|comes to|makes)"
+    rf"\s+\$?(?P<result>{_NUMBER})\s*[.!]?$",
     re.IGNORECASE,
 )
 # Sentences that state the final answer of the whole problem ("So the answer is 72.", or any
@@ -73,7 +75,9 @@ _FINAL_ANSWER_START = re.compile(
 # GSM8K's "#### N" ends the solution; other lines starting with "#" are Markdown headings
 # ("#### Step 1: Clips sold in May", "#### 1. Compute the total"), which instruct models write:
 # text like any other line.
-_ANSWER_MARKER = re.compile(r"####[ \t]*-?\$?[ \t]*\.?\d")
+# One whitespace run where there is no sign or dollar: two adjacent ones split a long run
+# every possible way.
+_ANSWER_MARKER = re.compile(r"####[ \t]*(?:-\$?[ \t]*|\$[ \t]*)?\.?\d")
 _HEADING_HASHES = re.compile(r"#+[ \t]*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _CANONICAL_EXPRESSION = str.maketrans({"x": "*", "×": "*", "÷": "/", " ": None, "\t": None,

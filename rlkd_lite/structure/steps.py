@@ -162,7 +162,11 @@ def _without_tag_closer(body: str, emphasis: str) -> str:
 
 def _without_trailer(body: str) -> str:
     """`body` up to its closing "the final answer is" / "####", if text comes before it."""
+    first_digit = _DIGIT.search(body)
     for trailer in _TRAILER.finditer(body):
+        if (first_digit is not None and first_digit.start() >= trailer.start()
+                and not trailer.group("heading")):
+            continue  # the part's only numbers follow the phrase: its own (quick, see below)
         before = _BARE_LIST_MARKER.sub("", body[:trailer.start()].rstrip())
         # Never empty a part, nor cut the only number it has with a phrase ("Adding up, the
         # final answer is 72."): then the phrase is the part's own text. A heading never is.

@@ -28,7 +28,9 @@ from rlkd_lite.structure.steps import Step, steps_from_json, think_text
 
 log = logging.getLogger(__name__)
 
-_NUMBER = r"-?\$?[\d,]*\.?\d+"
+# "[\d,]*\.?\d+" spelled so that the two digit runs cannot share digits (quadratic on a long
+# run of digits not followed by the end).
+_NUMBER = r"-?\$?[\d,]*(?:\.\d+|\d)"
 ANSWER_FORMATS = {
     # R1-style, as in the paper: reasoning inside think tags, then the answer.
     "think": re.compile(rf"^\s*<think>.+?</think>\s*####\s*{_NUMBER}\s*$", re.S),
