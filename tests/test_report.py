@@ -180,3 +180,76 @@ def test_report_without_a_readable_config_warns_and_goes_on(recorded_run, config
     assert f'<p class="note">{html_module.escape(str(recorded_run / problem))}</p>' in html
     assert "<th>model</th>" not in html and "<th>steps logged</th><td>3</td>" in html
     assert len(embedded_images(html)) == len(CURVE_TITLES)
+
+
+def test_report_warns_on_the_terminal_about_skipped_metrics_lines(recorded_run):
+    with open(recorded_run / "metrics.jsonl", "a") as handle:
+        handle.write(jsonl([{"step": "4", "reward": 1.0}, {"reward": 2.0},
+                            {"step": 5, "reward": "high"}, {"step": True, "loss": 0.1}]))
+        handle.write('{"step": 6, "loss": 0.')  # a crash mid-write
+    code, output = report(str(recorded_run))
+    assert code == 0, output
+    metrics = recorded_run / "metrics.jsonl"
+    assert " ".join(output.split()).startswith(
+        f"warning: {metrics}:4: field 'step': expected an integer, got a string "
+        f"(5 lines skipped, this is the first)")
+    html = (recorded_run / "report.html").read_text()
+    assert "5 unreadable line(s) of metrics.jsonl skipped" in html
+    assert "<th>steps logged</th><td>3</td>" in html
+
+
+def test_report_of_a_metrics_log_without_a_usable_line_is_an_error(recorded_run):
+    (recorded_run / "metrics.jsonl").write_text('{"step": 1, "loss": 0.\n[1, 2]\n')
+    code, output = report(str(recorded_run))
+    assert code == 1
+    assert " ".join(output.split()) == (
+        f"error: {recorded_run / 'metrics.jsonl'}:1: not valid JSON: Expecting ',' delimiter at "
+        f"column 22; no line of this file is usable (2 skipped, this is the first)")
+    assert not (recorded_run / "report.html").exists()
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ({"question": 5}, "field 'question': expected a string, got a number"),
+    ({"rewards": 123}, "field 'rewards': expected an object of numbers, got a number"),
+    ({"rewards": {"structure": "high"}},
+     "field 'rewards': expected an object of numbers, got an object"),
+    ({"step": "3"}, "field 'step': expected an integer, got a string"),
+    ({"step_rewards": None}, "field 'step_rewards': expected an array of numbers, got null"),
+    ({"first_divergence": 1.5}, "field 'first_divergence': expected an integer or null, "
+                                "got a number"),
+    ({"teacher_steps": ["a step"]}, "field 'teacher_steps': expected a string, got an array"),
+])
+def test_report_skips_sample_rows_of_the_wrong_shape_with_a_warning(recorded_run, bad, problem):
+    with open(recorded_run / "samples.jsonl", "a") as handle:
+        handle.write(jsonl([{**sample(4, "a broken row"), **bad}]))
+    code, output = report(str(recorded_run), "--samples", "2")
+    assert code == 0, output
+    assert " ".join(output.split()).startswith(
+        f"warning: {recorded_run / 'samples.jsonl'}:7: {problem} (line skipped)")
+    html = (recorded_run / "report.html").read_text()
+    assert "Sample 1 (step 3)" in html and "a broken row" not in html
+
+
+def test_report_skips_a_sample_whose_alignment_is_incomplete(recorded_run):
+    row = sample(4, "a broken row")
+    del row["first_divergence"]
+    with open(recorded_run / "samples.jsonl", "a") as handle:
+        handle.write(jsonl([row]))
+    code, output = report(str(recorded_run))
+    assert code == 0, output
+    assert (f"warning: {recorded_run / 'samples.jsonl'}:7: field 'first_divergence': missing"
+            in " ".join(output.split()))
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{not json", "not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+                  "column 2 (char 1))"),
+    ("[1, 2]", "an array, not a JSON object"),
+])
+def test_report_warns_about_an_unreadable_eval_json(recorded_run, text, problem):
+    (recorded_run / "eval.json").write_text(text)
+    code, output = report(str(recorded_run))
+    assert code == 0, output
+    assert " ".join(output.split()).startswith(
+        f"warning: {recorded_run / 'eval.json'}: {problem}; the report shows no evaluation")
+    assert "eval.json is unreadable" in (recorded_run / "report.html").read_text()

@@ -1,6 +1,7 @@
 """`rlkd-lite bench`: the speed and memory benchmark (see rlkd_lite/train/bench.py)."""
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -8,6 +9,11 @@ import typer
 
 from rlkd_lite.cli import app
 from rlkd_lite.cli._common import SET_HELP, console, user_errors
+from rlkd_lite.data.jsonl import check_writable, check_writable_dir
+from rlkd_lite.models.tiny import RANDOM_SHAPES
+
+# Typer shows and checks an Enum's values as the option's choices.
+ShapeName = Enum("ShapeName", {name: name for name in RANDOM_SHAPES}, type=str)
 
 
 # (row title, result key) of the table, in the order of a step.
@@ -25,11 +31,10 @@ MEASURES = (
 @app.command()
 def bench(
     recipe: str = typer.Option("bench-qwen2.5-1.5b", help="Workload recipe (bench-tiny on a CPU)."),
-    shape: str = typer.Option("qwen2.5-1.5b", help="Random-initialised model shape: "
-                              "qwen2.5-1.5b, qwen2.5-0.5b or tiny."),
+    shape: ShapeName = typer.Option("qwen2.5-1.5b", help="Random-initialised model shape."),
     variants: str = typer.Option("rlkd-unsloth,grpo-unsloth,grpo-hf",
                                  help="Comma-separated variants to run, each in its own process."),
-    steps: int = typer.Option(3, help="Steps per variant; the first is reported apart "
+    steps: int = typer.Option(3, min=1, help="Steps per variant; the first is reported apart "
                               "(compilation, warm-up)."),
     judge_pairs_per_rollout: int = typer.Option(
         12, min=0,
@@ -48,14 +53,19 @@ def bench(
     from rlkd_lite.data.jsonl import write_json_atomic
     from rlkd_lite.train.bench import BenchTargets, check_targets, default_workdir, run_bench
     with user_errors():
+        # Refused now, not after minutes of benchmarking.
+        if json_out is not None:
+            check_writable(json_out, example="bench.json")
+        if workdir is not None:
+            check_writable_dir(workdir)
         work = workdir or default_workdir()
         work.mkdir(parents=True, exist_ok=True)
-        results = run_bench(recipe=recipe, shape=shape, variants=variants.split(","),
+        results = run_bench(recipe=recipe, shape=shape.value, variants=variants.split(","),
                             steps=steps, judge_pairs_per_rollout=judge_pairs_per_rollout,
                             workdir=work, set_pairs=set_,
                             on_variant=lambda v: console.print(f"[bold]bench:[/] {v}"))
     # One column per variant, one row per measure: readable in a narrow terminal.
-    table = Table(title=f"rlkd-lite bench · {shape} · {recipe} · mean after the first "
+    table = Table(title=f"rlkd-lite bench · {shape.value} · {recipe} · mean after the first "
                         "generation cycle")
     table.add_column("")
     for r in results:
@@ -79,9 +89,10 @@ def bench(
                 else "[green]met[/]" if met else "[red]not met[/]")
         console.print(f"{mark}  {goal}: {measured}")
     if json_out:
-        write_json_atomic(json_out, {"recipe": recipe, "shape": shape, "set": set_,
-                                     "results": results,
-                                     "targets": [{"goal": g, "measured": m, "met": ok}
-                                                 for g, m, ok in checks]})
+        with user_errors():
+            write_json_atomic(json_out, {"recipe": recipe, "shape": shape.value, "set": set_,
+                                         "results": results,
+                                         "targets": [{"goal": g, "measured": m, "met": ok}
+                                                     for g, m, ok in checks]})
     if any("error" in r for r in results):
         raise typer.Exit(code=1)

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 import typer
 
 from rlkd_lite.cli import app
-from rlkd_lite.cli._common import SET_HELP, console, exit_interrupted, user_errors
+from rlkd_lite.cli._common import (SET_HELP, check_job_outputs, console, exit_interrupted,
+                                   user_errors)
 from rlkd_lite.cli._jobs import (ApiBase, ApiKeyEnv, ApiModel, Backoff, Concurrency, Rejects,
                                  Retries, RetryRejected, Timeout, make_client, finish_job)
 from rlkd_lite.data.openai_client import DEFAULT_API_KEY_ENV
@@ -59,6 +60,9 @@ def label(
         from rlkd_lite.errors import InputError
         from rlkd_lite.train import gsrm
 
+        check_job_outputs(output, rejects,
+                          {"--data": data, "--teacher": teacher} if source in ("rules", "api")
+                          else {"--from": source})
         out = ResumableOutput(output, rejects, retry_rejected=retry_rejected)
         if source in ("rules", "api"):
             from rlkd_lite.data.problems import load_problems
@@ -104,6 +108,7 @@ def train(
 ) -> None:
     """Train the gsrm LoRA adapter on labelled examples, then score it on held-out ones."""
     with user_errors():
+        from rlkd_lite.data.jsonl import check_writable_dir
         from rlkd_lite.train.config import parse_set_overrides
         from rlkd_lite.train.gsrm import GsrmTrainConfig, load_gsrm_config
 
@@ -112,6 +117,8 @@ def train(
             "examples": examples, "model": model, "output_dir": output_dir,
             "max_steps": max_steps, "seed": seed}.items() if value is not None})
         config = load_gsrm_config(recipe, overrides)
+        # Before the examples are read, and for --dry-run too (the run checks it as it locks it).
+        check_writable_dir(config.output_dir)
         if dry_run:
             import yaml
 

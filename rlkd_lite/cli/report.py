@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from rlkd_lite.cli import app
 from rlkd_lite.cli._common import console, user_errors
+from rlkd_lite.data.jsonl import check_writable
 
 
 @app.command()
@@ -24,6 +25,8 @@ def report(
 ) -> None:
     """Training curves, the eval table and aligned sample steps of a run, as one HTML file."""
     with user_errors():
+        if output is not None:  # refused before the run's logs are read and drawn
+            check_writable(output, example="report.html")
         from rlkd_lite.eval.report import build_report
 
         path = build_report(run_dir, samples=samples, output=output)

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from rlkd_lite.cli import app
 from rlkd_lite.cli._common import console, err_console, user_errors
-from rlkd_lite.data.jsonl import check_writable
+from rlkd_lite.data.jsonl import check_not_input, check_writable
 from rlkd_lite.errors import InputError
 from rlkd_lite.eval.alignment import pair_files, score_pairs, write_report
 from rlkd_lite.eval.render import pair_table, summary_table
@@ -65,7 +65,8 @@ def score(
         # Bad files and an unwritable report fail here, before minutes of model work.
         paired = pair_files(teacher, student, skip_bad=skip_bad)
         if json_out is not None:
-            check_writable(json_out)
+            check_writable(json_out, example="report.json")
+            check_not_input(json_out, {"TEACHER": teacher, "STUDENT": student})
         model_options = {}
         needs_model = [option for option, chosen in (
                            ("--decomposer gsrm", decomposer is DecomposerName.gsrm),

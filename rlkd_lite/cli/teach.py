@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from rlkd_lite.cli import app
-from rlkd_lite.cli._common import user_errors
+from rlkd_lite.cli._common import check_job_outputs, user_errors
 from rlkd_lite.cli._jobs import (ApiBase, ApiKeyEnv, ApiModel, Backoff, Concurrency, Rejects,
                                  Retries, RetryRejected, Timeout, make_client, finish_job)
 from rlkd_lite.data.openai_client import DEFAULT_API_KEY_ENV
@@ -62,6 +62,7 @@ def teach(
         if (model is None) == (api_base is None):
             raise InputError("give exactly one teacher: --model (local) or --api-base (API)")
         # The output first: an unwritable one is refused before problems download.
+        check_job_outputs(output, rejects, {"--data": data})
         out = ResumableOutput(output, rejects, retry_rejected=retry_rejected)
         problems = load_problems(data, subset=subset, seed=seed, split=split,
                                  require_trace=False)

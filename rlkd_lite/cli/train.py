@@ -50,8 +50,11 @@ def train(
             "output_dir": output_dir, "max_steps": max_steps, "seed": seed}.items()
             if v is not None})
         config = load_config(recipe, overrides)
+        from rlkd_lite.data.jsonl import check_writable_dir
         from rlkd_lite.train.run import check_run_config, run_training
 
+        # Before data loads, and for --dry-run too (the run checks it again as it locks it).
+        check_writable_dir(config.output_dir)
         if dry_run:
             import yaml
 

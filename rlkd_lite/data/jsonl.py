@@ -1,6 +1,7 @@
 """JSONL in, JSONL out: strict reading with file:line errors, atomic and resumable writing."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -125,7 +126,10 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     except OSError as exc:
         raise RlkdError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
-        tmp.unlink(missing_ok=True)  # nothing left to remove after the rename
+        # Nothing left to remove after the rename. Where the temporary file could not even be
+        # made (the parent is a file), removing it fails too: that must not hide the real error.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
@@ -159,17 +163,36 @@ def append_jsonl(path: str | os.PathLike[str], row: Any) -> None:
         raise RlkdError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def check_writable(path: str | os.PathLike[str]) -> None:
-    """Refuse, with an InputError naming `path`, a file that cannot be written: a directory, a
-    path under a file, or no permission. Run before a long job starts; creates nothing."""
+def check_writable(path: str | os.PathLike[str], *, example: str = "out.jsonl") -> None:
+    """Refuse, with an InputError naming `path`, a file that cannot be written: a directory (the
+    message suggests `example` as a file name in it), a path under a file, or no permission.
+    Run before a long job starts; creates nothing."""
     target = Path(path)
     if target.is_dir():
-        raise InputError("is a directory; give a file path (e.g. "
-                         f"{target / 'out.jsonl'})", path=str(target))
+        raise InputError(f"is a directory; give a file path (e.g. {target / example})",
+                         path=str(target))
     if target.exists():
         if not os.access(target, os.W_OK):
             raise InputError("no permission to write this file", path=str(target))
         return
+    _check_creatable(target)
+
+
+def check_writable_dir(path: str | os.PathLike[str]) -> None:
+    """Refuse, with an InputError naming `path`, a directory that cannot be written in: an
+    existing file, a path under a file, or no permission. Creates nothing."""
+    target = Path(path)
+    if target.exists():
+        if not target.is_dir():
+            raise InputError("is a file, not a folder", path=str(target))
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise InputError("no permission to write in this folder", path=str(target))
+        return
+    _check_creatable(target)
+
+
+def _check_creatable(target: Path) -> None:
+    """Refuse a path that does not exist yet and cannot be created with its missing folders."""
     folder = target.parent
     while not folder.exists():  # the folders to be made: the first existing one decides
         folder = folder.parent
@@ -179,3 +202,16 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"cannot be created: no permission to write in {folder}",
                          path=str(target))
+
+
+def check_not_input(output: str | os.PathLike[str],
+                    inputs: dict[str, str | os.PathLike[str] | None]) -> None:
+    """Refuse, with an InputError naming `output`, an output that is one of the `inputs` (by
+    any path to the same file): writing it would overwrite or append to the input. `inputs`
+    maps how the user gave each input (e.g. "--data") to its path, None where not given."""
+    for given_as, source in inputs.items():
+        # Only existing files can be the same file; os.path.samefile sees links and "a/../b".
+        if (source is not None and Path(source).exists() and Path(output).exists()
+                and os.path.samefile(source, output)):
+            raise InputError(f"is also the input {given_as}; choose another path for the output",
+                             path=str(output))

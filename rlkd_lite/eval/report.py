@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from rlkd_lite.console import console
-from rlkd_lite.data.jsonl import read_jsonl, write_text_atomic
+from rlkd_lite.data.jsonl import json_type, read_jsonl, write_text_atomic
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.eval.alignment import ScoredPair
 from rlkd_lite.eval.evaluate import EVAL_FILE, METRIC_TITLES, format_metric, metric_names, read_eval
@@ -50,37 +51,109 @@ _STYLE = """
 """
 
 
-def read_metrics(run: RunDir) -> tuple[list[dict[str, Any]], int]:
-    """The rows of metrics.jsonl and how many lines could not be read (a torn last line after
-    a crash is skipped, not fatal)."""
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_INTEGER = ("an integer", _is_integer)
+_STRING = ("a string", lambda value: isinstance(value, str))
+SAMPLE_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "step": _INTEGER, "question": _STRING, "completion": _STRING,
+    "rewards": ("an object of numbers",
+                lambda value: isinstance(value, dict) and all(map(_is_number, value.values())))}
+"""The samples.jsonl fields the report reads where present: (expected type, test)."""
+ALIGNMENT_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "student_steps": _STRING, "teacher_steps": _STRING,
+    "step_rewards": ("an array of numbers",
+                     lambda value: isinstance(value, list) and all(map(_is_number, value))),
+    "first_divergence": ("an integer or null", lambda value: value is None or _is_integer(value))}
+"""The fields of a sample's step alignment, all needed once `student_steps` is there."""
+
+
+def _check_fields(row: dict[str, Any], fields: dict[str, tuple[str, Callable[[Any], bool]]],
+                  path: Path, line: int, *, required: bool) -> None:
+    for field, (expected, test) in fields.items():
+        if field not in row:
+            if required:
+                raise InputError("missing", path=str(path), line=line, field=field)
+        elif not test(row[field]):
+            raise InputError(f"expected {expected}, got {json_type(row[field])}",
+                             path=str(path), line=line, field=field)
+
+
+def check_metric_row(row: dict[str, Any], path: Path, line: int) -> None:
+    """Raise InputError for a metrics.jsonl row that cannot be drawn: no integer step, or a
+    curve's value that is not a number (null counts as not logged)."""
+    _check_fields(row, {"step": _INTEGER}, path, line, required=True)
+    _check_fields({key: value for key, value in row.items() if value is not None},
+                  {key: ("a number", _is_number) for key, _ in CURVES}, path, line,
+                  required=False)
+
+
+def check_sample_row(row: dict[str, Any], path: Path, line: int) -> None:
+    """Raise InputError for a samples.jsonl row the report cannot show: a field it reads holds
+    the wrong type, or a field of the step alignment is missing."""
+    _check_fields(row, SAMPLE_FIELDS, path, line, required=False)
+    if "student_steps" in row:  # grpo and sft runs log no alignment
+        _check_fields(row, ALIGNMENT_FIELDS, path, line, required=True)
+
+
+def read_log_rows(path: Path, check: Callable[[dict[str, Any], Path, int], None],
+                  on_error: Callable[[InputError], None]) -> list[dict[str, Any]]:
+    """The rows of a run's JSONL log that `check` passes. Each line skipped (unreadable, as the
+    torn last line of a crash, or refused by `check`) goes to `on_error`. A file with no lines
+    raises InputError."""
+    rows = []
+    for line, row in read_jsonl(path, on_error=on_error):
+        try:
+            check(row, path, line)
+        except InputError as exc:
+            on_error(exc)
+            continue
+        rows.append(row)
+    return rows
+
+
+def warn_skipped(problems: list[InputError]) -> None:
+    """One terminal warning for the lines of a log the report leaves out: the first line's
+    problem, and how many lines there are."""
+    if problems:
+        count = ("line skipped" if len(problems) == 1
+                 else f"{len(problems)} lines skipped, this is the first")
+        console.print(f"[yellow]warning:[/] {escape(str(problems[0]))} ({count})",
+                      highlight=False, soft_wrap=True)
+
+
+def read_metrics(run: RunDir) -> tuple[list[dict[str, Any]], list[InputError]]:
+    """The drawable rows of metrics.jsonl and the problem of each line skipped (a torn last line
+    after a crash is skipped, not fatal). A log with lines but no drawable row is an error."""
     if not run.metrics.is_file():
         raise RlkdError(f"{run.path}: no {run.metrics.name} (not a run directory, or the run has "
                         f"not logged a step yet)")
-    unreadable: list[InputError] = []
+    problems: list[InputError] = []
     # Straight through read_jsonl, not RunDir.read_log: an empty log is an error worth naming here.
-    rows = [row for _, row in read_jsonl(run.metrics, on_error=unreadable.append)]
-    return rows, len(unreadable)
+    rows = read_log_rows(run.metrics, check_metric_row, problems.append)
+    if not rows:
+        first = problems[0]  # there is one: read_jsonl refuses a file with no lines
+        raise InputError(f"{first.problem}; no line of this file is usable ({len(problems)} "
+                         f"skipped, this is the first)", path=first.path, line=first.line,
+                         field=first.field)
+    return rows, problems
 
 
-def read_run_config(path: Path) -> tuple[dict[str, Any], str | None]:
+def read_run_config(run: RunDir) -> tuple[dict[str, Any], str | None]:
     """The settings in a run's config.yaml, and why they could not be read (None when they
     could, or when the run has no config.yaml)."""
-    import yaml
-
-    if not path.is_file():
+    if not run.config.is_file():
         return {}, None
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        return {}, f"{path}: not UTF-8 text ({exc.reason})"
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        return {}, f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})"
-    if not isinstance(config, dict):
-        found = "empty" if config is None else f"a {type(config).__name__}"
-        return {}, f"{path}: {found}, where the run's settings were expected"
-    return config, None
+        return run.read_config(), None
+    except InputError as exc:
+        return {}, str(exc)
 
 
 def curve_png(rows: list[dict[str, Any]], key: str, title: str) -> bytes | None:
@@ -105,11 +178,16 @@ def curve_png(rows: list[dict[str, Any]], key: str, title: str) -> bytes | None:
     return buffer.getvalue()
 
 
-def latest_samples(run_dir: str | Path, limit: int) -> list[dict[str, Any]]:
+def latest_samples(run_dir: str | Path, limit: int,
+                   on_error: Callable[[InputError], None] = lambda _: None
+                   ) -> list[dict[str, Any]]:
     """The newest logged sample (a row of samples.jsonl) of each of up to `limit` different
     questions, newest first; [] when the run logged none. (One logging step holds completions
-    of one prompt group, so different questions come from several steps.)"""
-    rows = RunDir(Path(run_dir)).sample_rows()
+    of one prompt group, so different questions come from several steps.) A line that cannot
+    be read or shown (`check_sample_row`) is skipped and passed to `on_error`."""
+    path = RunDir(Path(run_dir)).samples
+    rows = (read_log_rows(path, check_sample_row, on_error)
+            if path.is_file() and path.stat().st_size else [])
     newest: dict[str, dict[str, Any]] = {}
     # A stable sort keeps the log's order within a step; the first row of each question wins.
     for row in sorted(rows, key=lambda row: -row.get("step", 0)):
@@ -152,11 +230,15 @@ def _eval_section(path: Path) -> str:
     except InputError:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
+            problem = None if isinstance(raw, dict) else f"{json_type(raw)}, not a JSON object"
+        except ValueError as exc:  # not JSON, or not UTF-8
+            problem = f"not valid JSON ({exc})"
+        if problem:
+            console.print(f"[yellow]warning:[/] {escape(str(path))}: {escape(problem)}; the "
+                          f"report shows no evaluation", highlight=False, soft_wrap=True)
             return f'<h2>Evaluation</h2><p class="note">{html.escape(path.name)} is unreadable</p>'
         rows = [(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-                for key, value in (raw.items() if isinstance(raw, dict) else ())
-                if isinstance(value, (int, float, str))]
+                for key, value in raw.items() if isinstance(value, (int, float, str))]
         return f"<h2>Evaluation</h2>{_key_value_table(rows)}"
     what = [("model", result.model), ("adapter", result.adapter or "-"),
             ("data", f"{result.data} ({result.split})")]
@@ -186,8 +268,9 @@ def build_report(run_dir: str | Path, *, samples: int = 3, output: str | Path | 
     run = RunDir(Path(run_dir).expanduser())
     if not run.path.is_dir():
         raise RlkdError(f"{run.path}: no such run directory")
-    rows, unreadable = read_metrics(run)
-    config, config_problem = read_run_config(run.config)
+    rows, skipped = read_metrics(run)
+    warn_skipped(skipped)
+    config, config_problem = read_run_config(run)
     title = f"rlkd-lite run {run.path.resolve().name}"
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if config_problem:
@@ -198,8 +281,8 @@ def build_report(run_dir: str | Path, *, samples: int = 3, output: str | Path | 
     parts.append(_key_value_table([(name, str(config[name])) for name in CONFIG_SHOWN
                                    if name in config]
                                   + [("steps logged", str(len(rows)))]))
-    if unreadable:
-        parts.append(f'<p class="note">{unreadable} unreadable line(s) of '
+    if skipped:
+        parts.append(f'<p class="note">{len(skipped)} unreadable line(s) of '
                      f'{run.metrics.name} skipped</p>')
     images = []
     for key, chart_title in CURVES:
@@ -210,7 +293,9 @@ def build_report(run_dir: str | Path, *, samples: int = 3, output: str | Path | 
     parts.append(f'<h2>Training curves</h2><div class="curves">{"".join(images)}</div>')
     if (run.path / EVAL_FILE).is_file():
         parts.append(_eval_section(run.path / EVAL_FILE))
-    shown = latest_samples(run.path, samples)
+    skipped_samples: list[InputError] = []
+    shown = latest_samples(run.path, samples, on_error=skipped_samples.append)
+    warn_skipped(skipped_samples)
     if shown:
         parts.append(_samples_section(shown))
     document = (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}'

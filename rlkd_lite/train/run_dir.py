@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlkd_lite.data.jsonl import append_jsonl, read_jsonl, write_jsonl_atomic, write_text_atomic
+from rlkd_lite.data.jsonl import (append_jsonl, check_writable_dir, read_jsonl, write_jsonl_atomic,
+                                  write_text_atomic)
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.models.checkpoints import CHECKPOINTS, last_checkpoint
 
@@ -66,6 +67,26 @@ class RunDir:
     def adapter(self) -> Path:
         return self.path / "adapter"
 
+    def read_config(self) -> dict[str, Any]:
+        """The settings in config.yaml. One that is not UTF-8, not YAML or not a mapping raises
+        InputError naming the file (and the line of a YAML error)."""
+        import yaml
+
+        try:
+            config = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not UTF-8 text ({exc.reason})", path=str(self.config)) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise InputError(f"not valid YAML ({getattr(exc, 'problem', None) or exc})",
+                             path=str(self.config), line=mark.line + 1 if mark else None
+                             ) from None
+        if not isinstance(config, dict):
+            found = "empty" if config is None else f"a {type(config).__name__}"
+            raise InputError(f"{found}, where the run's settings were expected",
+                             path=str(self.config))
+        return config
+
     def last_checkpoint(self) -> Path | None:
         """The newest complete checkpoint (one whose trainer_state.json reads), or None."""
         return last_checkpoint(self.path)
@@ -76,7 +97,10 @@ class RunDir:
         notebook) is refused instead of interleaving its logs and checkpoints with this one's.
         An OS lock, so a crashed run leaves none behind. Under `accelerate launch` or `torchrun`
         the main process (rank 0) holds it for all ranks. Where the OS or the file system has no
-        such locks (Windows, some network mounts) the run goes on unguarded."""
+        such locks (Windows, some network mounts) the run goes on unguarded. A path that cannot
+        be a directory to write in (an existing file, a path under a file, no permission)
+        raises InputError naming it."""
+        check_writable_dir(self.path)
         try:
             import fcntl
         except ImportError:
@@ -118,7 +142,7 @@ class RunDir:
         import yaml
 
         if self.config.is_file():
-            previous = yaml.safe_load(self.config.read_text(encoding="utf-8")) or {}
+            previous = self.read_config()
             if not resume and (self.last_checkpoint() or self.adapter.exists()):
                 raise RlkdError(f"{self.path} already holds a run; pass --resume to continue it "
                                 f"or choose another --output-dir")
