@@ -15,15 +15,47 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from rlkd_lite.errors import RlkdError
 
 STUDENT_ADAPTER = "default"
 """The trainable adapter. TRL copies `default` into a `ref` adapter when beta != 0: keep it."""
 GSRM_ADAPTER = "gsrm"
 """The frozen adapter that decomposes and judges reasoning inside the reward."""
 
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+"""The files PEFT saves an adapter in (`save_pretrained` with safetensors, its default)."""
+
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel
+
+
+def check_saved_adapter(directory: str | os.PathLike[str]) -> None:
+    """Raise RlkdError naming the file when a saved adapter's config is no JSON object or its
+    weights' header does not read (a file cut short by a full disk or a killed copy): PEFT
+    would fail later, after the model has loaded, without naming it. Cheap: the weights
+    themselves are not read."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    config = Path(directory) / ADAPTER_CONFIG
+    try:
+        if not isinstance(json.loads(config.read_text(encoding="utf-8")), dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise RlkdError(f"{config}: not a readable adapter config ({exc})") from None
+    weights = Path(directory) / ADAPTER_WEIGHTS
+    if weights.is_file():
+        try:
+            with safe_open(str(weights), framework="numpy"):  # the header, checked against the size
+                pass
+        except SafetensorError as exc:
+            raise RlkdError(f"{weights}: not readable adapter weights ({exc}); damaged or cut "
+                            f"short?") from None
 
 
 @contextlib.contextmanager
@@ -91,6 +123,7 @@ def add_frozen_adapter(
             config = dataclasses.replace(
                 config, target_modules=model.peft_config[like].target_modules)
     else:
+        check_saved_adapter(source)
         config = LoraConfig.from_pretrained(os.fspath(source))
     _check_same_targets(model, name, config, like)
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from rlkd_lite.errors import RlkdError
-from rlkd_lite.models.adapters import GSRM_ADAPTER, STUDENT_ADAPTER
+from rlkd_lite.models.adapters import (ADAPTER_CONFIG, GSRM_ADAPTER, STUDENT_ADAPTER,
+                                      check_saved_adapter)
 from rlkd_lite.models.checkpoints import last_checkpoint
 from rlkd_lite.models.registry import ResolvedModel, resolve_model
 
@@ -283,15 +284,17 @@ def load_student(model_name: str, *, backend: str, lora: LoraSettings, max_seq_l
 
 
 def adapter_dir(path: str | Path) -> Path:
-    """Accept an adapter directory or a run directory (whose adapter sits in `adapter/`)."""
+    """Accept an adapter directory or a run directory (whose adapter sits in `adapter/`); a
+    damaged adapter there is an RlkdError naming the file (`check_saved_adapter`)."""
     p = Path(path).expanduser()
     for candidate in (p, p / "adapter"):
-        if (candidate / "adapter_config.json").is_file():
+        if (candidate / ADAPTER_CONFIG).is_file():
+            check_saved_adapter(candidate)
             return candidate
     # A run killed before the end saved no adapter/, but its checkpoints each hold one.
     checkpoint = last_checkpoint(p)
     hint = (f"; the run saved no final adapter (stopped early?), but its newest checkpoint has "
-            f"one: {checkpoint}" if checkpoint and (checkpoint / "adapter_config.json").is_file()
+            f"one: {checkpoint}" if checkpoint and (checkpoint / ADAPTER_CONFIG).is_file()
             else "")
     raise RlkdError(f"{p}: no LoRA adapter here (expected adapter_config.json in it or in "
                     f"{p / 'adapter'}){hint}")
@@ -330,7 +333,7 @@ def _check_lora_settings(directory: Path, target: Any) -> None:
         if theirs != ours:
             differences.append(f"{name} {theirs} (the student's: {ours})")
     if differences:
-        raise RlkdError(f"{directory / 'adapter_config.json'}: the adapter's LoRA settings "
+        raise RlkdError(f"{directory / ADAPTER_CONFIG}: the adapter's LoRA settings "
                         f"differ from the student's: {', '.join(differences)} (the student's "
                         f"come from the recipe: lora_rank, lora_alpha, lora_target_modules)")
 

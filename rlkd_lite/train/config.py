@@ -7,13 +7,18 @@ fully described by its YAML file. A recipe may start from another with `extends:
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlkd_lite.data.problems import DATA_SPECS
 from rlkd_lite.errors import InputError, RlkdError
+from rlkd_lite.models.registry import MODEL_ALIASES
 
 METHODS = ("rlkd", "grpo", "sft")
 REWARDS = ("accuracy", "format", "tag_count", "structure")
@@ -26,16 +31,37 @@ def doc(text: str, **kw: Any) -> Any:
     return field(metadata={"help": text}, **kw)
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed numpy (and so transformers' set_seed) takes."""
+
+Range = tuple[Callable[[Any], bool], str]
+"""A numeric field's test and how errors word it (`... must be TEXT, not VALUE`)."""
+_AT_LEAST_1: Range = (lambda v: v >= 1, "at least 1")
+_AT_LEAST_0: Range = (lambda v: v >= 0, "at least 0")
+_ABOVE_0: Range = (lambda v: v > 0, "above 0")
+_SHARE: Range = (lambda v: 0 <= v < 1, "in [0, 1)")
 # Fields that count something (steps, tokens, items per batch): at least 1.
 _COUNTS = ("max_steps", "save_steps", "save_total_limit", "logging_steps", "sample_every",
            "samples_per_log", "max_seq_length", "lora_rank", "lora_alpha",
            "gsrm_max_new_tokens", "gsrm_batch_size", "judge_batch_size",
            "per_device_train_batch_size", "gradient_accumulation_steps", "max_prompt_length",
-           "max_completion_length")
+           "max_completion_length", "subset")
+
+Where = Callable[[str], dict[str, Any]]
+"""Where a field's value came from, as InputError's `path` and `line`: a recipe file and line,
+a `--set` pair or a CLI flag ({} when unknown). A mapping's entry is asked as `FIELD.KEY`."""
 
 
-MAX_SEED = 2**32 - 1
-"""The largest seed numpy (and so transformers' set_seed) takes."""
+def _nowhere(name: str) -> dict[str, Any]:
+    return {}
+
+
+def _check_range(name: str, value: float, allowed: Range | None, where: Where) -> None:
+    """A number must be finite (YAML reads .nan and .inf, --set nan too) and in its range."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, not {value}", **where(name))
+    if allowed and not allowed[0](value):
+        raise InputError(f"{name} must be {allowed[1]}, not {value}", **where(name))
 
 
 @dataclass(kw_only=True)
@@ -44,6 +70,21 @@ class RunConfig:
 
     LOADED_ADAPTERS: typing.ClassVar[tuple[str, ...]] = ("init_adapter", "gsrm_adapter")
     """The adapter path fields the run loads, checked before it starts (`check_run_config`)."""
+    PATH_FIELDS: typing.ClassVar[tuple[str, ...]] = (
+        "model", "data", "teacher", "init_adapter", "gsrm_adapter", "output_dir")
+    """Fields that may name a file or folder: stored absolute (`load_config`)."""
+    RANGES: typing.ClassVar[dict[str, Range]] = {
+        **dict.fromkeys(_COUNTS, _AT_LEAST_1),
+        "seed": (lambda v: 0 <= v <= MAX_SEED, "in [0, 2**32)"),  # numpy refuses others
+        "learning_rate": _ABOVE_0,
+        "lora_dropout": _SHARE,  # torch takes 1, which would cut the LoRA path off entirely
+        "warmup_ratio": _SHARE,
+        "weight_decay": _AT_LEAST_0,
+        "max_grad_norm": (lambda v: v >= 0, "at least 0 (0: no clipping)"),
+        "beta": (lambda v: v >= 0, "at least 0 (0: no reference model)"),
+        "num_train_epochs": _ABOVE_0,
+    }
+    """The values each numeric field takes (None, where a field may be None, is not tested)."""
 
     # --- model -------------------------------------------------------------------------------
     model: str = doc("Alias (qwen2.5-0.5b/1.5b/3b/7b, smollm2-135m), local path or Hub repo id.")
@@ -130,39 +171,38 @@ class RunConfig:
     sample_every: int = doc("Write sample completions with their decomposition every N steps.")
     samples_per_log: int = doc("Completions written each time.", default=4)
 
-    def validate(self) -> None:
-        """Check choices and cross-field rules before anything heavy loads."""
+    def validate(self, where: Where = _nowhere) -> None:
+        """Check choices, ranges and cross-field rules before anything heavy loads; errors about
+        one field say `where` its value came from."""
         decomposers = ("gsrm", "rules", "tagged")
         choices = {"method": METHODS, "backend": ("unsloth", "hf"), "decomposer": decomposers,
                    "teacher_decomposer": (None, *decomposers), "judge": ("llm", "lexical", "exact"),
                    "answer_format": ("think", "plain")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise RlkdError(f"{name} must be one of {', '.join(allowed)}, "
-                                f"not '{getattr(self, name)}'")
-        unknown = set(self.reward_weights) - set(REWARDS)
+                raise InputError(f"{name} must be one of {', '.join(map(str, allowed))}, "
+                                 f"not '{getattr(self, name)}'", **where(name))
+        unknown = sorted(set(self.reward_weights) - set(REWARDS))
         if unknown:
-            raise RlkdError(f"reward_weights: unknown reward(s) {sorted(unknown)}; "
-                            f"known: {', '.join(REWARDS)}")
+            raise InputError(f"reward_weights: unknown reward(s) {unknown}; known: "
+                             f"{', '.join(REWARDS)}", **where(f"reward_weights.{unknown[0]}"))
         for name, weight in self.reward_weights.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-                raise RlkdError(f"reward_weights: {name} must be a number, not {weight!r}")
-        counts = [n for n in _COUNTS if getattr(self, n) < 1]
-        if self.subset is not None and self.subset < 1:
-            counts.append("subset")
-        if counts:
-            raise RlkdError(f"{', '.join(counts)} must be at least 1")
-        if not 0 <= self.seed <= MAX_SEED:  # numpy refuses others, after the model has loaded
-            raise RlkdError(f"seed must be in [0, 2**32), not {self.seed}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise RlkdError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
+                raise InputError(f"reward_weights: {name} must be a number, not {weight!r}",
+                                 **where(f"reward_weights.{name}"))
+            _check_range(f"reward_weights.{name}", weight, _AT_LEAST_0, where)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                _check_range(f.name, value, self.RANGES.get(f.name), where)
         if self.method != "sft":
             if self.num_generations < 2:
-                raise RlkdError("num_generations must be at least 2: GRPO compares the "
-                                "completions of one prompt with each other")
+                raise InputError("num_generations must be at least 2: GRPO compares the "
+                                 "completions of one prompt with each other",
+                                 **where("num_generations"))
             if self.temperature <= 0:
-                raise RlkdError(f"temperature must be above 0 (GRPO samples), not "
-                                f"{self.temperature}")
+                raise InputError(f"temperature must be above 0 (GRPO samples), not "
+                                 f"{self.temperature}", **where("temperature"))
             structure = self.reward_weights.get("structure", 0)
             if self.method == "rlkd" and not structure > 0:
                 raise RlkdError(f"method rlkd trains on the structure reward: reward_weights "
@@ -177,6 +217,11 @@ class RunConfig:
                 raise RlkdError(f"per_device_train_batch_size × steps_per_generation (default "
                                 f"gradient_accumulation_steps): {batch} must be a positive "
                                 f"multiple of num_generations ({self.num_generations})")
+
+    def input_files(self) -> dict[str, str]:
+        """The files the run reads, by field (`check_run_config` checks that they exist)."""
+        files = {"data": self.data} if self.data not in DATA_SPECS else {}
+        return {**files, "teacher": self.teacher} if self.teacher else files
 
     def active_rewards(self) -> dict[str, float]:
         """The rewards this method trains on, with their weights (zero weights dropped)."""
@@ -221,7 +266,8 @@ def recipe_path(name_or_path: str) -> Path:
 
 def read_recipe(path: Path, seen: tuple[Path, ...] = ()
                 ) -> tuple[dict[str, Any], dict[str, tuple[Path, int]]]:
-    """Raw values and the line each key sits on, following `extends` chains."""
+    """Raw values and the file and line each key sits on (a mapping's entries as `FIELD.KEY`),
+    following `extends` chains."""
     import yaml
 
     if path in seen:
@@ -232,7 +278,7 @@ def read_recipe(path: Path, seen: tuple[Path, ...] = ()
         values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=str(path),
+        raise InputError(_yaml_problem(exc), path=str(path),
                          line=mark.line + 1 if mark else None) from None
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", path=str(path)) from None
@@ -240,19 +286,52 @@ def read_recipe(path: Path, seen: tuple[Path, ...] = ()
         values, node = {}, None
     if not isinstance(values, dict):
         raise InputError("a recipe must be a mapping of field: value", path=str(path))
-    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if node is not None else {}
+    lines = {k: (path, n) for k, n in _key_lines(node, path).items()} if node is not None else {}
     parent = values.pop("extends", None)
     if parent is None:
-        return values, {k: (path, n) for k, n in lines.items()}
+        return values, lines
     sibling = path.parent / str(parent)
-    base, base_lines = read_recipe(sibling if sibling.is_file() else recipe_path(str(parent)),
-                                   seen + (path,))
+    try:
+        parent_path = sibling if sibling.is_file() else recipe_path(str(parent))
+    except RlkdError as exc:
+        raise InputError(str(exc), path=str(path), line=lines["extends"][1],
+                         field="extends") from None
+    base, base_lines = read_recipe(parent_path, seen + (path,))
     base.update(values)
-    base_lines.update({k: (path, n) for k, n in lines.items() if k != "extends"})
+    for name in values:  # a value given here replaces the parent's, a mapping as a whole
+        _forget(base_lines, name)
+    base_lines.update({k: where for k, where in lines.items() if k != "extends"})
     return base, base_lines
 
 
-def _check_type(name: str, value: Any, where: tuple[Path, int] | None,
+def _yaml_problem(exc: Exception) -> str:
+    return f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
+
+
+def _key_lines(node: Any, path: Path, prefix: str = "") -> dict[str, int]:
+    """The line of each key of a YAML mapping node, with the entries of mappings in it as
+    `KEY.ENTRY`. A key given twice is refused: YAML would silently keep the last value."""
+    import yaml
+
+    lines: dict[str, int] = {}
+    for key, value in node.value:
+        name, line = f"{prefix}{key.value}", key.start_mark.line + 1
+        if name in lines:
+            raise InputError(f"given twice, on lines {lines[name]} and {line}", path=str(path),
+                             line=line, field=name)
+        lines[name] = line
+        if isinstance(value, yaml.MappingNode):
+            lines.update(_key_lines(value, path, f"{name}."))
+    return lines
+
+
+def _forget(sources: dict[str, Any], name: str) -> None:
+    """Drop where field `name`, and each entry of it, came from: a new value replaces them."""
+    for key in [k for k in sources if k == name or k.startswith(f"{name}.")]:
+        del sources[key]
+
+
+def _check_type(name: str, value: Any, where: dict[str, Any],
                 config_class: type = RunConfig) -> Any:
     """Coerce ints to floats where floats are declared; reject anything else mistyped."""
     annotation = typing.get_type_hints(config_class)[name]
@@ -272,9 +351,8 @@ def _check_type(name: str, value: Any, where: tuple[Path, int] | None,
     ok = (isinstance(value, origin) and not (origin is int and isinstance(value, bool))) or (
         origin is float and isinstance(value, int) and not isinstance(value, bool))
     if not ok:
-        path, line = where if where else (None, None)
         raise InputError(f"expected {getattr(base, '__name__', base)}, got {value!r}",
-                         path=str(path) if path else None, line=line, field=name)
+                         field=name, **where)
     if origin is float:
         return float(value)
     if origin is list:
@@ -282,39 +360,64 @@ def _check_type(name: str, value: Any, where: tuple[Path, int] | None,
     return value
 
 
+_NAMES = {"model": MODEL_ALIASES, "data": DATA_SPECS}
+"""Path fields that also take names, which win over a file or folder of the same name."""
+
+
+def _absolute(name: str, value: Any) -> Any:
+    """A path field's value as an absolute path when it names a file or folder (the run
+    directory: always), so that a run's config.yaml works from any directory; names (model
+    aliases, Hub ids, built-in data) and paths to nothing stay as given."""
+    if not isinstance(value, str) or value in _NAMES.get(name, ()):
+        return value
+    path = Path(value).expanduser()
+    return os.path.abspath(path) if name == "output_dir" or path.exists() else value
+
+
 def load_config(recipe: str, overrides: dict[str, Any] | None = None,
                 config_class: type[RunConfig] = RunConfig) -> RunConfig:
     """Load a recipe, apply overrides (CLI flags, `--set key=value`), check and return it.
 
-    `config_class` is RunConfig or a subclass that adds fields (the GSRM recipe's)."""
+    `config_class` is RunConfig or a subclass that adds fields (the GSRM recipe's). Errors name
+    where the value came from: recipe file and line, or the `--set` pair or flag where
+    `overrides` are `SetOverrides`."""
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     path = recipe_path(recipe)
     values, lines = read_recipe(path)
+    sources: dict[str, tuple[str, int | None]] = {k: (str(p), n) for k, (p, n) in lines.items()}
+
+    def where(name: str) -> dict[str, Any]:
+        source = sources.get(name) or sources.get(name.partition(".")[0])
+        return {"path": source[0], "line": source[1]} if source else {}
+
     for key, value in (overrides or {}).items():
         name, dot, entry = key.partition(".")
+        if not dot and value is None:
+            continue  # not given (a CLI flag left out); CLEARED sets None
         if dot:  # `reward_weights.structure`: one entry of a mapping, the others kept
             current = values.get(name, {})
             if not isinstance(current, dict):
-                where = lines.get(name, (path, None))
                 raise InputError(f"expected a mapping to set {key} in, got {current!r}",
-                                 path=str(where[0]), line=where[1], field=name)
+                                 field=name, **(where(name) or {"path": str(path)}))
             values[name] = {**current, entry: value}
-        elif value is not None:  # None: not given (a CLI flag left out); CLEARED sets None
+        else:
             values[key] = None if value is CLEARED else value
-            lines.pop(key, None)
+            _forget(sources, key)
+        if isinstance(overrides, SetOverrides):
+            sources[key] = (overrides.source(key), None)
     unknown = [k for k in values if k not in fields]
     if unknown:
-        where = lines.get(unknown[0])
         raise InputError(f"unknown field (known: {', '.join(fields)})",
-                         path=str(where[0] if where else path), line=where[1] if where else None,
-                         field=unknown[0])
+                         **(where(unknown[0]) or {"path": str(path)}), field=unknown[0])
     missing = [name for name, f in fields.items() if name not in values
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise InputError(f"recipe lacks required field(s): {', '.join(missing)}", path=str(path))
-    checked = {k: _check_type(k, v, lines.get(k), config_class) for k, v in values.items()}
+    checked = {k: _check_type(k, v, where(k), config_class) for k, v in values.items()}
+    for name in set(config_class.PATH_FIELDS) & set(checked):
+        checked[name] = _absolute(name, checked[name])
     config = config_class(**checked)
-    config.validate()
+    config.validate(where)
     return config
 
 
@@ -324,8 +427,33 @@ None override means "not given" and keeps the recipe's value. Fields that cannot
 refuse it by name."""
 
 
+def _set_source(pair: str) -> str:
+    return f"--set {pair!r}"
+
+
+class SetOverrides(dict[str, Any]):
+    """Overrides parsed from `--set` pairs, each remembering its pair for errors to name. A key
+    set afterwards is a command's own flag of that name (`--max-steps`, merged in by `update`):
+    errors name the flag then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pairs: dict[str, str] = {}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.pairs.pop(key, None)
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # dict's own skips __setitem__
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def source(self, key: str) -> str:
+        return _set_source(self.pairs[key]) if key in self.pairs else f"--{key.replace('_', '-')}"
+
+
 def parse_set_overrides(pairs: list[str], config_class: type[RunConfig] = RunConfig
-                        ) -> dict[str, Any]:
+                        ) -> SetOverrides:
     """`--set key=value` pairs; values are parsed as YAML (numbers, booleans, lists, mappings).
     `FIELD.KEY=VALUE` sets one entry of a mapping field (`reward_weights.structure=20`), where
     `FIELD={...}` replaces the whole mapping; `load_config` applies them in order."""
@@ -334,15 +462,19 @@ def parse_set_overrides(pairs: list[str], config_class: type[RunConfig] = RunCon
     fields = [f.name for f in dataclasses.fields(config_class)]
     hints = typing.get_type_hints(config_class)
     mappings = [name for name in fields if typing.get_origin(hints[name]) is dict]
-    out: dict[str, Any] = {}
+    out = SetOverrides()
     for pair in pairs:
         key, sep, raw = (part.strip() for part in pair.partition("="))
         name, dot, entry = key.partition(".")
         if not sep or name not in fields or (dot and (name not in mappings or not entry)):
-            raise RlkdError(f"--set {pair!r}: expected FIELD=VALUE with a known field, or "
+            raise RlkdError(f"{_set_source(pair)}: expected FIELD=VALUE with a known field, or "
                             f"FIELD.KEY=VALUE for one entry of a mapping field "
                             f"({', '.join(mappings)}); known fields: {', '.join(fields)}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise InputError(_yaml_problem(exc), path=_set_source(pair)) from None
         out.pop(key, None)  # a repeated key counts where it was given last
-        value = yaml.safe_load(raw)
         out[key] = CLEARED if value is None and not dot else value
+        out.pairs[key] = pair
     return out

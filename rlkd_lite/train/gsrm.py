@@ -33,8 +33,8 @@ from rlkd_lite.structure.decomposers import RulesDecomposer
 from rlkd_lite.structure.judges import ExactJudge
 from rlkd_lite.structure.reward import structure_scores
 from rlkd_lite.structure.steps import Step, parse_steps, render_steps
-from rlkd_lite.train.config import (RECIPES_DIR, RunConfig, doc, load_config, read_recipe,
-                                     recipe_path)
+from rlkd_lite.train.config import (RECIPES_DIR, Range, RunConfig, doc, load_config,
+                                     read_recipe, recipe_path)
 from rlkd_lite.train.run_dir import RunDir, is_main_process
 
 # Reject reasons, as written to the rejects file.
@@ -223,16 +223,21 @@ class GsrmTrainConfig(RunConfig):
 
     # It loads no gsrm adapter: it makes one (a student recipe it extends may name it).
     LOADED_ADAPTERS: typing.ClassVar[tuple[str, ...]] = ("init_adapter",)
+    PATH_FIELDS: typing.ClassVar[tuple[str, ...]] = (*RunConfig.PATH_FIELDS, "examples")
+    RANGES: typing.ClassVar[dict[str, Range]] = {
+        **RunConfig.RANGES, "held_out": (lambda v: 0 < v < 1, "between 0 and 1 (a share)")}
 
     examples: str | None = doc("Labelled decompositions, JSONL (from `rlkd-lite gsrm label`).",
                                default=None)
     held_out: float = doc("Share of the examples kept out of training and decomposed by the "
                           "trained adapter at the end (at least one example).")
 
-    def validate(self) -> None:
-        super().validate()
-        if not 0 < self.held_out < 1:
-            raise RlkdError(f"held_out must be between 0 and 1 (a share), got {self.held_out}")
+    def input_files(self) -> dict[str, str]:
+        """The labelled examples, required (the student's data and teacher are not read)."""
+        if not self.examples:
+            raise RlkdError("no labelled examples: pass --examples FILE (made by `rlkd-lite "
+                            "gsrm label`)")
+        return {"examples": self.examples}
 
 
 _GSRM_FIELDS = {f.name for f in fields(GsrmTrainConfig)} - {f.name for f in fields(RunConfig)}
@@ -343,10 +348,7 @@ def train_gsrm(config: GsrmTrainConfig, *, resume: bool = False) -> GsrmTrainRes
     stopped by Ctrl-C saves its adapter but is not evaluated (`interrupted`)."""
     from rlkd_lite.train.run import check_run_config, open_run
 
-    if not config.examples:
-        raise RlkdError("no labelled examples: pass --examples FILE (made by `rlkd-lite gsrm "
-                        "label`)")
-    check_run_config(config)
+    check_run_config(config)  # also that the examples are given
     examples = read_label_examples(config.examples)
     train_examples, held_out = split_held_out(examples, config.held_out, config.seed)
     with open_run(config, resume=resume) as (run, checkpoint):

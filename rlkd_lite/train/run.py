@@ -26,7 +26,7 @@ from typing import Any
 from rlkd_lite.console import console, status
 from rlkd_lite.data.jsonl import write_json_atomic
 from rlkd_lite.data.problems import Problem, load_problems
-from rlkd_lite.errors import RlkdError
+from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.models.checkpoints import checkpoint_step
 from rlkd_lite.models.registry import check_model
 from rlkd_lite.train.config import RunConfig
@@ -67,6 +67,10 @@ def open_run(config: RunConfig, *, resume: bool) -> Iterator[tuple[RunDir, Path 
     run = RunDir(Path(config.output_dir))
     with run.locked():
         checkpoint = run.last_checkpoint() if resume else None
+        if checkpoint is not None:
+            from rlkd_lite.models.loading import adapter_dir
+
+            adapter_dir(checkpoint)  # a damaged student adapter fails before the model loads
         if is_main_process():  # not the other ranks of a distributed run: rank 0 sets it up
             run.prepare(config.to_dict(), resume=resume)
             if resume and checkpoint is None:
@@ -118,15 +122,21 @@ def load_config_model(config: RunConfig, *, gsrm_adapter: str | None = None) -> 
 
 def check_run_config(config: RunConfig) -> None:
     """What can be checked before data, model or run directory are touched; `train --dry-run`
-    checks the same. The adapter paths the run loads are checked here, not in `validate`: a
-    finished run's config.yaml is read again (eval) where they need not exist any more."""
+    checks the same. The paths the run reads (adapters, input files) are checked here, not in
+    `validate`: a finished run's config.yaml is read again (eval) where they need not exist any
+    more."""
     config.validate()
-    check_model(config.model, config.load_in_4bit)
     for adapter in (getattr(config, name) for name in config.LOADED_ADAPTERS):
         if adapter:
             from rlkd_lite.models.loading import adapter_dir
 
             adapter_dir(adapter)  # raises RlkdError naming what it expected to find
+    for name, file in config.input_files().items():
+        path = Path(file).expanduser()
+        if not path.is_file():
+            why = "a directory, not a file" if path.is_dir() else "no such file"
+            raise InputError(f"{file}: {why}", field=name)
+    check_model(config.model, config.load_in_4bit)
 
 
 def run_training(config: RunConfig, *, resume: bool = False) -> RunResult:
