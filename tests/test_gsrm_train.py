@@ -93,11 +93,13 @@ def test_train_needs_examples(tmp_path):
 
 
 def test_train_dry_run_prints_the_resolved_recipe(tmp_path):
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("")  # the dry run checks that it exists
     result = CliRunner().invoke(app, ["gsrm", "train", "--recipe", "gsrm-qwen2.5-1.5b",
-                                      "--examples", "labels.jsonl", "--set", "held_out=0.2",
+                                      "--examples", str(labels), "--set", "held_out=0.2",
                                       "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "held_out: 0.2" in result.output and "examples: labels.jsonl" in result.output
+    assert "held_out: 0.2" in result.output and f"examples: {labels}" in result.output
     assert "model: qwen2.5-1.5b" in result.output and "lora_rank: 16" in result.output
 
 

@@ -128,6 +128,7 @@ def test_an_empty_or_null_set_clears_an_optional_field_and_is_refused_for_others
 
 
 def test_a_student_recipe_with_gsrm_fields_in_set_is_a_gsrm_recipe(tmp_path):
+    (tmp_path / "labels.jsonl").write_text("")  # the dry run checks that it exists
     result = run_cli("gsrm", "train", "--recipe", "tiny-cpu", "--examples",
                      str(tmp_path / "labels.jsonl"), "--set", "held_out=0.1", "--dry-run")
     assert result.exit_code == 0, result.output
@@ -141,6 +142,7 @@ def test_gsrm_train_does_not_ask_for_the_gsrm_adapter_it_is_to_make(tmp_path):
     (tmp_path / "student.yaml").write_text(f"extends: tiny-cpu\ngsrm_adapter: {gsrm_run}\n")
     (tmp_path / "gsrm.yaml").write_text(f"extends: {tmp_path / 'student.yaml'}\n"
                                         f"output_dir: {gsrm_run}\nheld_out: 0.2\n")
+    (tmp_path / "labels.jsonl").write_text("")  # the dry run checks that it exists
     result = run_cli("gsrm", "train", "--recipe", str(tmp_path / "gsrm.yaml"), "--examples",
                      str(tmp_path / "labels.jsonl"), "--dry-run")
     assert result.exit_code == 0, result.output
