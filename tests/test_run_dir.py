@@ -150,3 +150,18 @@ def test_only_the_main_process_writes_the_run_directory(tmp_path, monkeypatch):
     with open_run(config, resume=False):
         pass
     assert run.metric_rows() == [] and "0.5" not in run.config.read_text()
+
+
+def test_resume_accepts_an_older_config_whose_paths_were_stored_relative(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "probs.jsonl").write_text("{}\n")
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    # Written before paths were stored absolute: relative to where that run started.
+    run.config.write_text("data: probs.jsonl\nteacher: null\nlearning_rate: 0.1\n")
+    config = {"data": str(tmp_path / "probs.jsonl"), "teacher": None, "learning_rate": 0.1}
+    run.prepare(config, resume=True, path_fields=("data", "teacher"))
+    assert "data: " + str(tmp_path / "probs.jsonl") in run.config.read_text()  # now absolute
+    other = {**config, "data": str(tmp_path / "other.jsonl")}
+    with pytest.raises(RlkdError, match="configuration changed in data"):
+        run.prepare(other, resume=True, path_fields=("data", "teacher"))

@@ -72,7 +72,7 @@ def open_run(config: RunConfig, *, resume: bool) -> Iterator[tuple[RunDir, Path 
 
             adapter_dir(checkpoint)  # a damaged student adapter fails before the model loads
         if is_main_process():  # not the other ranks of a distributed run: rank 0 sets it up
-            run.prepare(config.to_dict(), resume=resume)
+            run.prepare(config.to_dict(), resume=resume, path_fields=config.PATH_FIELDS)
             if resume and checkpoint is None:
                 console.print(f"[yellow]warning:[/] no checkpoint in {run.path} yet: starting "
                               f"from step 0")

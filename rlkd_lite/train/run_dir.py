@@ -137,12 +137,21 @@ class RunDir:
                     self.path.rmdir()
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def prepare(self, config: dict[str, Any], *, resume: bool) -> None:
-        """Create the directory; refuse to mix two different runs in one directory."""
+    def prepare(self, config: dict[str, Any], *, resume: bool,
+                path_fields: tuple[str, ...] = ()) -> None:
+        """Create the directory; refuse to mix two different runs in one directory.
+
+        `path_fields` hold paths that the config stores absolute: a relative one in an older
+        run's config.yaml is the same path when it resolves (from here) to the new value."""
         import yaml
 
         if self.config.is_file():
             previous = self.read_config()
+            for name in path_fields:
+                value = previous.get(name)
+                if (isinstance(value, str) and isinstance(config.get(name), str)
+                        and os.path.abspath(os.path.expanduser(value)) == config[name]):
+                    previous[name] = config[name]
             if not resume and (self.last_checkpoint() or self.adapter.exists()):
                 raise RlkdError(f"{self.path} already holds a run; pass --resume to continue it "
                                 f"or choose another --output-dir")
