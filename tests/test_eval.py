@@ -223,7 +223,7 @@ def test_problems_without_teacher_traces_get_accuracy_but_no_structure(tmp_path,
 
 @pytest.mark.slow
 def test_structure_is_the_mean_over_the_problems_with_a_teacher_trace(tmp_path, tiny_model_dir,
-                                                                      monkeypatch, capsys):
+                                                                      monkeypatch):
     """Four problems with traces answered with the teacher's own reasoning, one without: the
     structure mean is over the four, and the result says so; accuracy counts all five."""
     monkeypatch.chdir(tmp_path)
@@ -237,14 +237,17 @@ def test_structure_is_the_mean_over_the_problems_with_a_teacher_trace(tmp_path, 
             [("#### 5", 3)]]
 
     monkeypatch.setattr(evaluate_module, "generate_completions", fake_generate)
-    result = evaluate(EvalSettings(recipe="tiny-cpu", model=str(tiny_model_dir),
-                                   data="mixed.jsonl"), output="eval.json")
+    code, output = run_eval("--recipe", "tiny-cpu", "--model", str(tiny_model_dir),
+                            "--data", "mixed.jsonl", "-o", "eval.json", "--show", "5")
+    assert code == 0, output
+    result = read_eval(tmp_path / "eval.json")
     assert result.metrics["accuracy"] == 1.0 and result.metrics["problems"] == 5
     assert result.metrics["structure"] == pytest.approx(
         statistics.fmean(len(item["teacher_steps"]) for item in result.items[:4]))
     assert result.metrics["structure_problems"] == 4
-    assert "structure reward is the mean over the 4 of 5 problems" in " ".join(
-        capsys.readouterr().err.split())
+    assert "structure reward is the mean over the 4 of 5 problems" in output
+    # --show leaves out the problem without teacher steps: its 0 would rank it "worst".
+    assert output.count("teacher") >= 4 and "plain" not in output
 
 
 @pytest.mark.slow

@@ -121,7 +121,9 @@ def eval_command(
     from rlkd_lite.eval.render import pair_table
 
     console.print(results_table([result], [eval_label(result.path)]))
-    for item in sorted(result.items, key=lambda item: item["structure"])[:show]:
+    # Without teacher steps (no trace in the data) a structure of 0 says nothing: not shown.
+    with_teacher = [item for item in result.items if item["teacher_steps"]]
+    for item in sorted(with_teacher, key=lambda item: item["structure"])[:show]:
         console.print(pair_table(scored_pair(item)))
     # soft_wrap: the path stays on one line, to be copy-pasted
     console.print(f"written to {escape(str(result.path))}", highlight=False, soft_wrap=True)
