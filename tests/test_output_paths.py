@@ -82,6 +82,12 @@ def test_outputs_are_refused_before_any_work(workdir, args, message):
     assert (workdir / "afile").read_text() == "keep me\n"
 
 
+def test_evals_default_output_is_refused_before_any_work(workdir):
+    (workdir / "eval.json").mkdir()  # where eval writes without -o (no run directory)
+    assert_error(cli("eval", "--data", "synthetic"),
+                 "eval.json: is a directory; give a file path (e.g. eval.json/eval.json)")
+
+
 @pytest.mark.parametrize("args", [
     ["train", "--recipe", "tiny-cpu", "--dry-run"],
     ["train", "--recipe", "tiny-cpu"],

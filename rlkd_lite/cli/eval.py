@@ -12,7 +12,6 @@ from rlkd_lite.cli import app
 from rlkd_lite.cli._common import console, err_console, user_errors
 from rlkd_lite.cli.score import DecomposerName, JudgeName
 from rlkd_lite.cli.train import DEFAULT_RECIPE
-from rlkd_lite.data.jsonl import check_not_input, check_writable
 from rlkd_lite.errors import RlkdError
 from rlkd_lite.train.config import MAX_SEED
 
@@ -110,9 +109,6 @@ def eval_command(
         if evals:
             raise RlkdError("positional arguments are only for --compare; evaluate with "
                             "--model/--adapter/--data")
-        if output is not None:  # refused now, not after the whole evaluation
-            check_writable(output, example="eval.json")
-            check_not_input(output, {"--data": data, "--teacher": teacher})
         result = evaluate(EvalSettings(
             recipe=recipe, model=model, adapter=adapter, data=data, teacher=teacher, limit=limit,
             seed=seed, samples=samples, ks=_parse_ks(k), temperature=temperature,

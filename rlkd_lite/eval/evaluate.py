@@ -33,7 +33,7 @@ from rich.table import Table
 
 from rlkd_lite.console import console, item_progress, status
 from rlkd_lite.data.answers import answers_match, extract_final_answer
-from rlkd_lite.data.jsonl import write_json_atomic
+from rlkd_lite.data.jsonl import check_not_input, check_writable, write_json_atomic
 from rlkd_lite.data.problems import Problem, load_problems, problems_to_rows, question_key
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.eval.alignment import ScoredPair
@@ -304,6 +304,10 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
     """Evaluate, write eval.json (to `output`, default `default_eval_path`) atomically, and
     return the result."""
     config, run_dir = _resolve(settings)
+    path = Path(output) if output else default_eval_path(settings.adapter, run_dir)
+    # Refused now, not after the whole evaluation.
+    check_writable(path, example=EVAL_FILE)
+    check_not_input(path, {"--data": settings.data, "--teacher": settings.teacher})
     ks = settings.ks if settings.ks is not None else tuple(
         k for k in DEFAULT_KS if k <= settings.samples)
     temperature = config.temperature if settings.temperature is None else settings.temperature
@@ -387,8 +391,7 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
                   "max_new_tokens": max_new_tokens, "decomposer": settings.decomposer,
                   "judge": settings.judge, "normalize": settings.normalize,
                   "gsrm_adapter": settings.gsrm_adapter, "system_prompt": config.system_prompt},
-        metrics=metrics, items=items,
-        path=Path(output) if output else default_eval_path(settings.adapter, run_dir))
+        metrics=metrics, items=items, path=path)
     result.path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(result.path, result.to_json())
     return result
