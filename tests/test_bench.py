@@ -6,6 +6,7 @@ only runs under Triton's interpreter, at minutes per step.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -58,7 +59,7 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
     assert (rlkd["gsrm"], grpo["gsrm"]) == ("adapter, zero-shot", None)
     assert rlkd["gsrm_unchanged"] is True
     rlkd_config = yaml.safe_load((tmp_path / "run-rlkd-unsloth" / "config.yaml").read_text())
-    adapter = tmp_path / rlkd_config["gsrm_adapter"]
+    adapter = Path(rlkd_config["gsrm_adapter"])
     assert (adapter / "adapter_config.json").is_file()
     assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 4  # bench-tiny's
 
@@ -142,7 +143,6 @@ def test_gsrm_token_benchmark_counts_decompositions_with_the_real_tokenizer():
     import re
     import subprocess
     import sys
-    from pathlib import Path
 
     script = Path(__file__).parents[1] / "benchmarks" / "gsrm_tokens.py"
     out = subprocess.run([sys.executable, str(script), "--problems", "40"], capture_output=True,

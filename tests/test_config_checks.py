@@ -189,8 +189,23 @@ def test_dry_run_refuses_a_missing_or_directory_input(flag, tmp_path):
     missing = tmp_path / "missing.jsonl"
     assert refused("train", "--recipe", "tiny-cpu", flag, str(missing), "--dry-run") == (
         f"error: field '{flag[2:]}': {missing}: no such file")
-    assert refused("train", "--recipe", "tiny-cpu", flag, str(tmp_path), "--dry-run") == (
-        f"error: field '{flag[2:]}': {tmp_path}: a directory, not a file")
+    folder = tmp_path / "traces.jsonl"
+    folder.mkdir()
+    assert refused("train", "--recipe", "tiny-cpu", flag, str(folder), "--dry-run") == (
+        f"error: field '{flag[2:]}': {folder}: a directory, not a file")
+
+
+def test_data_that_is_neither_a_built_in_name_nor_a_jsonl_file_is_refused(tmp_path):
+    (tmp_path / "p.json").write_text("{}\n")
+    expected = ("expected one of: synthetic, gsm8k, gsm8k-subset, or a path to a .jsonl file")
+    for data in ("gsm8k-test", str(tmp_path / "p.json")):  # a typo; a file the run cannot read
+        assert refused("train", "--recipe", "tiny-cpu", "--data", data, "--dry-run") == (
+            f"error: unknown data '{data}'; {expected}")
+
+
+def test_choices_spell_none_as_yaml_does():
+    assert "teacher_decomposer must be one of null, gsrm, rules, tagged" in refused(
+        "train", "--recipe", "tiny-cpu", "--set", "teacher_decomposer=foo", "--dry-run")
 
 
 def test_gsrm_dry_run_refuses_missing_examples(tmp_path):

@@ -111,7 +111,7 @@ def test_locking_a_run_directory_that_is_a_file_raises_a_clean_error(workdir):
 
 @pytest.mark.parametrize("config_text, message", [
     ("model: [unclosed\n",
-     "config.yaml:2: not valid YAML (expected ',' or ']', but got '<stream end>')"),
+     "config.yaml:2: not valid YAML: expected ',' or ']', but got '<stream end>'"),
     ("- qwen2.5-1.5b\n", "config.yaml: a list, where the run's settings were expected"),
 ])
 @pytest.mark.parametrize("resume", [[], ["--resume"]])
@@ -179,3 +179,12 @@ def test_jobs_refuse_to_append_to_their_input(problems, args, given_as):
                              f"for the output")
     assert problems.read_bytes() == before
     assert not (problems.parent / "out.jsonl").exists()
+
+
+def test_a_teacher_file_of_any_name_is_an_input_too(problems):
+    # Teacher traces are read from any path, not only from .jsonl ones.
+    teacher = problems.with_suffix(".json")
+    problems.rename(teacher)
+    assert_error(cli("gsrm", "label", "--from", "rules", "--data", "synthetic", "--subset", "3",
+                     "--teacher", "problems.json", "--output", "problems.json"),
+                 "problems.json: is also the input --teacher; choose another path for the output")

@@ -121,7 +121,7 @@ def test_report_survives_a_torn_metrics_line_and_writes_elsewhere(recorded_run, 
     code, output = report(str(recorded_run), "--output", str(tmp_path / "out.html"))
     assert code == 0, output
     html = (tmp_path / "out.html").read_text()
-    assert "1 unreadable line(s) of metrics.jsonl skipped" in html
+    assert "1 line(s) of metrics.jsonl skipped" in html
     assert "Samples" not in html and "Evaluation" not in html
     assert len(embedded_images(html)) == len(CURVE_TITLES)
 
@@ -165,7 +165,7 @@ print(sorted(m for m in heavy if m in sys.modules))
 @pytest.mark.parametrize("config_text, problem", [
     ("", "config.yaml: empty, where the run's settings were expected"),
     ("method: rlkd\nmodel: [x",
-     "config.yaml:2: not valid YAML (expected ',' or ']', but got '<stream end>')"),
+     "config.yaml:2: not valid YAML: expected ',' or ']', but got '<stream end>'"),
     ("- qwen2.5-1.5b\n", "config.yaml: a list, where the run's settings were expected"),
 ])
 def test_report_without_a_readable_config_warns_and_goes_on(recorded_run, config_text, problem):
@@ -194,7 +194,7 @@ def test_report_warns_on_the_terminal_about_skipped_metrics_lines(recorded_run):
         f"warning: {metrics}:4: field 'step': expected an integer, got a string "
         f"(5 lines skipped, this is the first)")
     html = (recorded_run / "report.html").read_text()
-    assert "5 unreadable line(s) of metrics.jsonl skipped" in html
+    assert "5 line(s) of metrics.jsonl skipped" in html
     assert "<th>steps logged</th><td>3</td>" in html
 
 

@@ -37,14 +37,12 @@ def check_job_outputs(output: str, rejects: str | None, inputs: dict[str, str | 
     """Refuse a `teach` / `gsrm label` output or rejects file that is one of the job's input
     files: the job appends to both and removes torn lines from them, and an output that already
     holds every id would make the job skip all. `inputs` maps each option (e.g. "--data") to its
-    value; only .jsonl values are files (the others name built-in data such as synthetic)."""
+    value (a built-in data name such as synthetic is no file, so it never matches)."""
     from rlkd_lite.data.jsonl import check_not_input
     from rlkd_lite.data.resumable import default_rejects_path
 
-    files = {option: value for option, value in inputs.items()
-             if value is not None and value.lower().endswith(".jsonl")}
     for path in (output, rejects or default_rejects_path(output)):
-        check_not_input(path, files)
+        check_not_input(path, inputs)
 
 
 def exit_interrupted(command: str, run_dir: Path, steps: int, max_steps: int, *,

@@ -53,6 +53,17 @@ class Problem:
     """Where the problem came from: "synthetic", "gsm8k", or the file it was read from."""
 
 
+def data_file(spec: str) -> str | None:
+    """The JSONL file a data spec names, or None for a built-in source (`DATA_SPECS`); an
+    RlkdError for anything else."""
+    if spec in DATA_SPECS:
+        return None
+    if spec.lower().endswith(".jsonl"):
+        return spec
+    raise RlkdError(f"unknown data {spec!r}; expected one of: {', '.join(DATA_SPECS)}, "
+                    f"or a path to a .jsonl file")
+
+
 def load_problems(spec: str, *, subset: int | None = None, seed: int = 0, split: str = "train",
                   teacher: str | os.PathLike[str] | None = None,
                   require_trace: bool = True) -> list[Problem]:
@@ -67,19 +78,16 @@ def load_problems(spec: str, *, subset: int | None = None, seed: int = 0, split:
     if subset is not None and subset < 1:
         raise RlkdError(f"subset must be at least 1, got {subset}")
     lines: dict[str, int] = {}  # problem id -> line, for errors about JSONL problems
-    if spec == "synthetic":
-        problems = [_from_synthetic(p)
-                    for p in generate_problems(subset or DEFAULT_SUBSET, seed=seed, split=split)]
-    elif spec in ("gsm8k", "gsm8k-subset"):
-        limit = subset or (DEFAULT_SUBSET if spec == "gsm8k-subset" else None)
-        problems = _load_gsm8k(split, limit)
-    elif spec.lower().endswith(".jsonl"):
+    if data_file(spec) is not None:
         numbered = _read_problem_file(spec)[:subset]
         lines = {problem.id: line for line, problem in numbered}
         problems = [problem for _, problem in numbered]
+    elif spec == "synthetic":
+        problems = [_from_synthetic(p)
+                    for p in generate_problems(subset or DEFAULT_SUBSET, seed=seed, split=split)]
     else:
-        raise RlkdError(f"unknown data {spec!r}; expected one of: {', '.join(DATA_SPECS)}, "
-                        f"or a path to a .jsonl file")
+        limit = subset or (DEFAULT_SUBSET if spec == "gsm8k-subset" else None)
+        problems = _load_gsm8k(split, limit)
     if teacher is not None:
         problems = _with_teacher_traces(problems, teacher)
     if require_trace:

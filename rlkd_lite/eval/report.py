@@ -282,8 +282,8 @@ def build_report(run_dir: str | Path, *, samples: int = 3, output: str | Path | 
                                    if name in config]
                                   + [("steps logged", str(len(rows)))]))
     if skipped:
-        parts.append(f'<p class="note">{len(skipped)} unreadable line(s) of '
-                     f'{run.metrics.name} skipped</p>')
+        parts.append(f'<p class="note">{len(skipped)} line(s) of {run.metrics.name} skipped '
+                     f'(unreadable, or a field of the wrong type)</p>')
     images = []
     for key, chart_title in CURVES:
         png = curve_png(rows, key, chart_title)

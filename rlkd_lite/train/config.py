@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlkd_lite.data.problems import DATA_SPECS
+from rlkd_lite.data.problems import DATA_SPECS, data_file
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.models.registry import MODEL_ALIASES
 
@@ -180,7 +180,8 @@ class RunConfig:
                    "answer_format": ("think", "plain")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise InputError(f"{name} must be one of {', '.join(map(str, allowed))}, "
+                spelled = ("null" if choice is None else choice for choice in allowed)
+                raise InputError(f"{name} must be one of {', '.join(spelled)}, "
                                  f"not '{getattr(self, name)}'", **where(name))
         unknown = sorted(set(self.reward_weights) - set(REWARDS))
         if unknown:
@@ -220,7 +221,7 @@ class RunConfig:
 
     def input_files(self) -> dict[str, str]:
         """The files the run reads, by field (`check_run_config` checks that they exist)."""
-        files = {"data": self.data} if self.data not in DATA_SPECS else {}
+        files = {"data": self.data} if data_file(self.data) is not None else {}
         return {**files, "teacher": self.teacher} if self.teacher else files
 
     def active_rewards(self) -> dict[str, float]:
@@ -278,7 +279,7 @@ def read_recipe(path: Path, seen: tuple[Path, ...] = ()
         values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise InputError(_yaml_problem(exc), path=str(path),
+        raise InputError(yaml_problem(exc), path=str(path),
                          line=mark.line + 1 if mark else None) from None
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", path=str(path)) from None
@@ -304,7 +305,8 @@ def read_recipe(path: Path, seen: tuple[Path, ...] = ()
     return base, base_lines
 
 
-def _yaml_problem(exc: Exception) -> str:
+def yaml_problem(exc: Exception) -> str:
+    """What is wrong with a YAML text, in the words every YAML error here uses."""
     return f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
 
 
@@ -473,7 +475,7 @@ def parse_set_overrides(pairs: list[str], config_class: type[RunConfig] = RunCon
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise InputError(_yaml_problem(exc), path=_set_source(pair)) from None
+            raise InputError(yaml_problem(exc), path=_set_source(pair)) from None
         out.pop(key, None)  # a repeated key counts where it was given last
         out[key] = CLEARED if value is None and not dot else value
         out.pairs[key] = pair

@@ -32,10 +32,11 @@ def build_decomposer(name: str, config: RunConfig, model: Any, tokenizer: Any) -
     decomposer = make_decomposer("gsrm", model=model, tokenizer=tokenizer, adapter=adapter,
                                  batch_size=config.gsrm_batch_size,
                                  max_new_tokens=config.gsrm_max_new_tokens)
-    # Everything that changes what it writes: the weights (a retrained adapter at the same
-    # path too) and the token room (a budget too small for a prompt gives no steps).
-    weights = (f"{config.gsrm_adapter}@{adapter_digest(config.gsrm_adapter)}"
-               if config.gsrm_adapter else "few-shot")
+    # Everything that changes what it writes: the weights (by content: a retrained adapter at
+    # the same path differs, a moved one does not) and the token room (a budget too small for a
+    # prompt gives no steps).
+    weights = (f"adapter@{adapter_digest(config.gsrm_adapter)}" if config.gsrm_adapter
+               else "few-shot")
     return decomposer, (f"gsrm:{config.model}:{weights}:{config.max_seq_length}:"
                         f"{config.gsrm_max_new_tokens}")
 

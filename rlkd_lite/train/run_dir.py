@@ -72,15 +72,16 @@ class RunDir:
         InputError naming the file (and the line of a YAML error)."""
         import yaml
 
+        from rlkd_lite.train.config import yaml_problem
+
         try:
             config = yaml.safe_load(self.config.read_text(encoding="utf-8"))
         except UnicodeDecodeError as exc:
             raise InputError(f"not UTF-8 text ({exc.reason})", path=str(self.config)) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            raise InputError(f"not valid YAML ({getattr(exc, 'problem', None) or exc})",
-                             path=str(self.config), line=mark.line + 1 if mark else None
-                             ) from None
+            raise InputError(yaml_problem(exc), path=str(self.config),
+                             line=mark.line + 1 if mark else None) from None
         if not isinstance(config, dict):
             found = "empty" if config is None else f"a {type(config).__name__}"
             raise InputError(f"{found}, where the run's settings were expected",
