@@ -97,6 +97,16 @@ def _field_with_lone_surrogate(value: Any, name: str = "") -> str | None:
     return None
 
 
+def is_number(value: Any) -> bool:
+    """A JSON number: an int or a float, not a boolean (which Python counts as an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_integer(value: Any) -> bool:
+    """A JSON integer, not a boolean."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def json_type(value: Any) -> str:
     """The JSON name of a parsed value's type, for error messages."""
     if isinstance(value, bool):

@@ -26,7 +26,8 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rlkd_lite.data.jsonl import json_type, read_jsonl, write_jsonl_atomic
+from rlkd_lite.data.jsonl import (is_integer, is_number, json_type, read_jsonl,
+                                  write_jsonl_atomic)
 from rlkd_lite.data.synthetic import SPLITS, SyntheticProblem, generate_problems
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.structure.steps import Step, steps_to_dicts, steps_to_json
@@ -273,7 +274,7 @@ def text_field(value: Any, field: str, where: dict[str, Any]) -> str:
 
 def scalar_text_field(value: Any, field: str, where: dict[str, Any]) -> str:
     """A string, or a number as text (answers are often written as JSON numbers)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if is_number(value):
         return str(value)
     if not isinstance(value, str):
         raise InputError(f"expected a string or a number, got {json_type(value)}",
@@ -282,7 +283,7 @@ def scalar_text_field(value: Any, field: str, where: dict[str, Any]) -> str:
 
 
 def id_field(value: Any, where: dict[str, Any]) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_integer(value):
         return str(value)
     if not isinstance(value, str):
         raise InputError(f"expected a string or an integer, got {json_type(value)}",

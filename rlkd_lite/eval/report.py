@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from rlkd_lite.console import console
-from rlkd_lite.data.jsonl import json_type, read_jsonl, write_text_atomic
+from rlkd_lite.data.jsonl import (is_integer, is_number, json_type, read_jsonl,
+                                  write_text_atomic)
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.eval.alignment import ScoredPair
 from rlkd_lite.eval.evaluate import EVAL_FILE, METRIC_TITLES, format_metric, metric_names, read_eval
@@ -51,26 +52,18 @@ _STYLE = """
 """
 
 
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-_INTEGER = ("an integer", _is_integer)
+_INTEGER = ("an integer", is_integer)
 _STRING = ("a string", lambda value: isinstance(value, str))
 SAMPLE_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "step": _INTEGER, "question": _STRING, "completion": _STRING,
     "rewards": ("an object of numbers",
-                lambda value: isinstance(value, dict) and all(map(_is_number, value.values())))}
+                lambda value: isinstance(value, dict) and all(map(is_number, value.values())))}
 """The samples.jsonl fields the report reads where present: (expected type, test)."""
 ALIGNMENT_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "student_steps": _STRING, "teacher_steps": _STRING,
     "step_rewards": ("an array of numbers",
-                     lambda value: isinstance(value, list) and all(map(_is_number, value))),
-    "first_divergence": ("an integer or null", lambda value: value is None or _is_integer(value))}
+                     lambda value: isinstance(value, list) and all(map(is_number, value))),
+    "first_divergence": ("an integer or null", lambda value: value is None or is_integer(value))}
 """The fields of a sample's step alignment, all needed once `student_steps` is there."""
 
 
@@ -90,7 +83,7 @@ def check_metric_row(row: dict[str, Any], path: Path, line: int) -> None:
     curve's value that is not a number (null counts as not logged)."""
     _check_fields(row, {"step": _INTEGER}, path, line, required=True)
     _check_fields({key: value for key, value in row.items() if value is not None},
-                  {key: ("a number", _is_number) for key, _ in CURVES}, path, line,
+                  {key: ("a number", is_number) for key, _ in CURVES}, path, line,
                   required=False)
 
 

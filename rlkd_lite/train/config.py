@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlkd_lite.data.jsonl import is_integer, is_number
 from rlkd_lite.data.problems import DATA_SPECS, data_file
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.models.registry import MODEL_ALIASES
@@ -188,13 +189,13 @@ class RunConfig:
             raise InputError(f"reward_weights: unknown reward(s) {unknown}; known: "
                              f"{', '.join(REWARDS)}", **where(f"reward_weights.{unknown[0]}"))
         for name, weight in self.reward_weights.items():
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            if not is_number(weight):
                 raise InputError(f"reward_weights: {name} must be a number, not {weight!r}",
                                  **where(f"reward_weights.{name}"))
             _check_range(f"reward_weights.{name}", weight, _AT_LEAST_0, where)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if is_number(value):
                 _check_range(f.name, value, self.RANGES.get(f.name), where)
         if self.method != "sft":
             if self.num_generations < 2:
@@ -351,7 +352,7 @@ def _check_type(name: str, value: Any, where: dict[str, Any],
         except ValueError:
             pass
     ok = (isinstance(value, origin) and not (origin is int and isinstance(value, bool))) or (
-        origin is float and isinstance(value, int) and not isinstance(value, bool))
+        origin is float and is_integer(value))
     if not ok:
         raise InputError(f"expected {getattr(base, '__name__', base)}, got {value!r}",
                          field=name, **where)
