@@ -15,7 +15,7 @@ import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from rlkd_lite.data.answers import TYPESET_MINUS
 from rlkd_lite.errors import InputError
@@ -23,12 +23,13 @@ from rlkd_lite.errors import InputError
 PairKind = Literal["problem", "answer"]
 
 
-@dataclass(frozen=True, slots=True)
-class JudgePair:
+class JudgePair(NamedTuple):
     """One question for a judge: does the student's text say the same as the teacher's?
 
     `kind` is "problem" for meta-reasoning and sub-problem texts (same sub-problem?) and
-    "answer" for answers (same answer?).
+    "answer" for answers (same answer?). A named tuple, not a dataclass: pairs are hashed and
+    compared hundreds of thousands of times a `score` run (each distinct pair is judged once),
+    and a tuple does that in C.
     """
 
     kind: PairKind
