@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 from rlkd_lite.cli import app
@@ -152,6 +153,7 @@ def test_paths_are_stored_absolute_and_names_as_given(tmp_path, monkeypatch):
     here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
     (here / "sft" / "adapter").mkdir(parents=True)
     (here / "sft" / "adapter" / "adapter_config.json").write_text("{}")
+    save_file({}, str(here / "sft" / "adapter" / "adapter_model.safetensors"))  # no tensors
     (here / "probs.jsonl").write_text("")
     (here / "traces.jsonl").write_text("")
     (here / "synthetic").write_text("")  # a name wins over a file of that name
@@ -242,6 +244,27 @@ def test_a_damaged_adapter_is_named_before_the_model_loads(saved_adapter, damage
         f"error: {saved_adapter / 'adapter' / damaged}: ")
 
 
+@pytest.mark.parametrize("pickled", [False, True])
+def test_an_adapter_without_safetensors_weights_is_named_before_the_model_loads(
+        saved_adapter, tiny_peft_model, pickled):
+    """A copy cut short or a folder made by hand has no weights; PEFT's pickled .bin is never
+    read (PEFT itself would unpickle it in place of the missing safetensors)."""
+    adapter = saved_adapter / "adapter"
+    (adapter / "adapter_model.safetensors").unlink()
+    if pickled:
+        tiny_peft_model.save_pretrained(adapter, selected_adapters=["default"],
+                                        safe_serialization=False)
+        expected = (f"error: {adapter / 'adapter_model.bin'}: adapter weights in pickle format, "
+                    f"which is not read (only safetensors: adapter_model.safetensors)")
+    else:
+        expected = (f"error: {adapter / 'adapter_model.safetensors'}: no such file; the "
+                    f"adapter's weights belong there, beside its adapter_config.json")
+    for flag in ("--init-adapter", "--gsrm-adapter"):
+        assert refused("train", "--recipe", "tiny-cpu", flag, str(saved_adapter),
+                       "--dry-run").startswith(expected)
+    assert refused("eval", "--adapter", str(saved_adapter)).startswith(expected)
+
+
 def test_add_frozen_adapter_names_damaged_weights(saved_adapter, tiny_peft_model):
     from rlkd_lite.models.adapters import add_frozen_adapter
 
@@ -264,3 +287,29 @@ def test_resuming_from_a_damaged_checkpoint_names_it_before_the_model_loads(
     cut_short(checkpoint / "adapter_model.safetensors")
     assert refused("train", "--recipe", "tiny-cpu", *flags, "--resume").startswith(
         f"error: {checkpoint / 'adapter_model.safetensors'}: not readable adapter weights")
+
+
+@pytest.mark.parametrize("damaged, problem", [
+    ("adapter_config.json", "not a readable adapter config"),
+    ("adapter_model.safetensors", "not readable adapter weights")])
+def test_resuming_names_a_damaged_gsrm_adapter_of_the_checkpoint_before_the_model_loads(
+        tiny_peft_model, tiny_model_dir, tmp_path, monkeypatch, damaged, problem):
+    """The Trainer loads a checkpoint's gsrm sub-adapter again on resume, after the model."""
+    import rlkd_lite.train.run
+
+    def load_config_model(*args, **kwargs):
+        raise AssertionError("the model loaded before the damaged adapter was named")
+
+    monkeypatch.setattr(rlkd_lite.train.run, "load_config_model", load_config_model)
+    run = tmp_path / "resumed"
+    flags = ("--model", str(tiny_model_dir), "--output-dir", str(run),
+             "--set", "lora_rank=4", "--set", "lora_alpha=8")  # the tiny adapter's shape
+    checkpoint = run / "checkpoints" / "checkpoint-2"
+    checkpoint.parent.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(train_dry_run(*flags)))
+    tiny_peft_model.save_pretrained(checkpoint)  # as the Trainer saves: gsrm in gsrm/
+    (checkpoint / "trainer_state.json").write_text("{}")
+    assert (checkpoint / "gsrm" / damaged).is_file()
+    cut_short(checkpoint / "gsrm" / damaged)
+    assert refused("train", "--recipe", "tiny-cpu", *flags, "--resume").startswith(
+        f"error: {checkpoint / 'gsrm' / damaged}: {problem} (")

@@ -35,6 +35,26 @@ def test_logs_that_do_not_exist_yet_read_as_empty(tmp_path):
     assert not run.metrics.exists()
 
 
+def test_read_log_passes_the_rows_a_check_refuses_to_on_error(tmp_path):
+    """The report reads samples.jsonl so: only rows it can show; none when there is no log."""
+    from rlkd_lite.errors import InputError
+
+    def positive_step(row, path, line):
+        if row["step"] <= 0:
+            raise InputError("not positive", path=str(path), line=line, field="step")
+
+    run = RunDir(tmp_path)
+    refused = []
+    assert run.read_log(run.samples, refused.append, check=positive_step) == []
+    run.samples.write_text("")  # created, nothing logged yet
+    assert run.read_log(run.samples, refused.append, check=positive_step) == []
+    for step in (1, 0, 2):
+        run.log_sample({"step": step})
+    assert run.read_log(run.samples, refused.append, check=positive_step) == [
+        {"step": 1}, {"step": 2}]
+    assert [(error.line, error.field) for error in refused] == [(2, "step")]
+
+
 def test_trend_compares_the_first_and_last_quarter(tmp_path):
     run = RunDir(tmp_path)
     for step, reward in enumerate([1, 1, 2, 3, 5, 8, 13, 21], 1):

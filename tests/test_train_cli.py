@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 from rlkd_lite.cli import app
@@ -83,6 +84,7 @@ def test_an_adapter_path_without_an_adapter_is_refused_before_the_run_starts(fla
     # A run directory whose adapter/ holds one passes.
     (tmp_path / "sft" / "adapter").mkdir(parents=True)
     (tmp_path / "sft" / "adapter" / "adapter_config.json").write_text("{}")
+    save_file({}, str(tmp_path / "sft" / "adapter" / "adapter_model.safetensors"))  # no tensors
     assert dry_run(flag, str(tmp_path / "sft"))[flag[2:].replace("-", "_")] == str(
         tmp_path / "sft")
 

@@ -20,8 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from rlkd_lite.console import console
-from rlkd_lite.data.jsonl import (is_integer, is_number, json_type, read_jsonl,
-                                  write_text_atomic)
+from rlkd_lite.data.jsonl import is_integer, is_number, json_type, write_text_atomic
 from rlkd_lite.errors import InputError, RlkdError
 from rlkd_lite.eval.alignment import ScoredPair
 from rlkd_lite.eval.evaluate import EVAL_FILE, METRIC_TITLES, format_metric, metric_names, read_eval
@@ -29,7 +28,7 @@ from rlkd_lite.eval.render import pair_table
 from rlkd_lite.structure.reward import StructureScore
 from rlkd_lite.structure.steps import parse_steps
 from rlkd_lite.train.config import REWARDS
-from rlkd_lite.train.run_dir import RunDir
+from rlkd_lite.train.run_dir import RunDir, read_log_rows
 
 REPORT_FILE = "report.html"
 CURVES = (*((name, f"{name} reward") for name in REWARDS),
@@ -95,22 +94,6 @@ def check_sample_row(row: dict[str, Any], path: Path, line: int) -> None:
         _check_fields(row, ALIGNMENT_FIELDS, path, line, required=True)
 
 
-def read_log_rows(path: Path, check: Callable[[dict[str, Any], Path, int], None],
-                  on_error: Callable[[InputError], None]) -> list[dict[str, Any]]:
-    """The rows of a run's JSONL log that `check` passes. Each line skipped (unreadable, as the
-    torn last line of a crash, or refused by `check`) goes to `on_error`. A file with no lines
-    raises InputError."""
-    rows = []
-    for line, row in read_jsonl(path, on_error=on_error):
-        try:
-            check(row, path, line)
-        except InputError as exc:
-            on_error(exc)
-            continue
-        rows.append(row)
-    return rows
-
-
 def warn_skipped(problems: list[InputError]) -> None:
     """One terminal warning for the lines of a log the report leaves out: the first line's
     problem, and how many lines there are."""
@@ -128,10 +111,10 @@ def read_metrics(run: RunDir) -> tuple[list[dict[str, Any]], list[InputError]]:
         raise RlkdError(f"{run.path}: no {run.metrics.name} (not a run directory, or the run has "
                         f"not logged a step yet)")
     problems: list[InputError] = []
-    # Straight through read_jsonl, not RunDir.read_log: an empty log is an error worth naming here.
+    # read_log_rows, not RunDir.read_log: an empty log is an error worth naming here.
     rows = read_log_rows(run.metrics, check_metric_row, problems.append)
     if not rows:
-        first = problems[0]  # there is one: read_jsonl refuses a file with no lines
+        first = problems[0]  # there is one: read_log_rows refuses a file with no lines
         raise InputError(f"{first.problem}; no line of this file is usable ({len(problems)} "
                          f"skipped, this is the first)", path=first.path, line=first.line,
                          field=first.field)
@@ -178,9 +161,7 @@ def latest_samples(run_dir: str | Path, limit: int,
     questions, newest first; [] when the run logged none. (One logging step holds completions
     of one prompt group, so different questions come from several steps.) A line that cannot
     be read or shown (`check_sample_row`) is skipped and passed to `on_error`."""
-    path = RunDir(Path(run_dir)).samples
-    rows = (read_log_rows(path, check_sample_row, on_error)
-            if path.is_file() and path.stat().st_size else [])
+    rows = RunDir.read_log(RunDir(Path(run_dir)).samples, on_error, check=check_sample_row)
     newest: dict[str, dict[str, Any]] = {}
     # A stable sort keeps the log's order within a step; the first row of each question wins.
     for row in sorted(rows, key=lambda row: -row.get("step", 0)):

@@ -28,6 +28,8 @@ GSRM_ADAPTER = "gsrm"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 """The files PEFT saves an adapter in (`save_pretrained` with safetensors, its default)."""
+PICKLED_ADAPTER_WEIGHTS = "adapter_model.bin"
+"""Where PEFT's older pickle format keeps them; never read here (pickle can run code)."""
 
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel
@@ -35,9 +37,10 @@ if TYPE_CHECKING:
 
 def check_saved_adapter(directory: str | os.PathLike[str]) -> None:
     """Raise RlkdError naming the file when a saved adapter's config is no JSON object or its
-    weights' header does not read (a file cut short by a full disk or a killed copy): PEFT
-    would fail later, after the model has loaded, without naming it. Cheap: the weights
-    themselves are not read."""
+    weights do not read: missing (a copy cut short, a folder made by hand), only in PEFT's
+    pickle format (never unpickled here), or a header that does not read (a file cut short by a
+    full disk or a killed copy). PEFT would fail later, after the model has loaded, without
+    naming the file (or load the pickle). Cheap: the weights themselves are not read."""
     import json
 
     from safetensors import SafetensorError, safe_open
@@ -49,13 +52,20 @@ def check_saved_adapter(directory: str | os.PathLike[str]) -> None:
     except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise RlkdError(f"{config}: not a readable adapter config ({exc})") from None
     weights = Path(directory) / ADAPTER_WEIGHTS
-    if weights.is_file():
-        try:
-            with safe_open(str(weights), framework="numpy"):  # the header, checked against the size
-                pass
-        except SafetensorError as exc:
-            raise RlkdError(f"{weights}: not readable adapter weights ({exc}); damaged or cut "
-                            f"short?") from None
+    if not weights.is_file():
+        pickled = Path(directory) / PICKLED_ADAPTER_WEIGHTS
+        if pickled.is_file():
+            raise RlkdError(f"{pickled}: adapter weights in pickle format, which is not read "
+                            f"(only safetensors: {ADAPTER_WEIGHTS}); load the adapter with PEFT "
+                            f"and save_pretrained it again (safetensors is its default)")
+        raise RlkdError(f"{weights}: no such file; the adapter's weights belong there, beside "
+                        f"its {ADAPTER_CONFIG} (a copy cut short?)")
+    try:
+        with safe_open(str(weights), framework="numpy"):  # the header, checked against the size
+            pass
+    except SafetensorError as exc:
+        raise RlkdError(f"{weights}: not readable adapter weights ({exc}); damaged or cut "
+                        f"short?") from None
 
 
 @contextlib.contextmanager

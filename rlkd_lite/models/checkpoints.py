@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rlkd_lite.models.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PICKLED_ADAPTER_WEIGHTS
+
 CHECKPOINTS = "checkpoints"
 """The folder in a run directory that the Trainer saves `checkpoint-N` folders into."""
 
@@ -30,3 +32,13 @@ def last_checkpoint(run_dir: Path) -> Path | None:
             continue  # not written, or torn by a crash: an older one it is
         return path
     return None
+
+
+def sub_adapters(checkpoint: Path) -> list[Path]:
+    """The folders of a checkpoint's other adapters: PEFT saves the student's at the root and
+    each other one (the frozen gsrm, TRL's `ref` when beta != 0) in a sub-folder named after it,
+    and the Trainer loads those again on resume, after the model. A sub-folder counts when it
+    holds any adapter file, so that one left half-written is found too."""
+    names = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PICKLED_ADAPTER_WEIGHTS)
+    return [folder for folder in sorted(checkpoint.iterdir())
+            if folder.is_dir() and any((folder / name).is_file() for name in names)]

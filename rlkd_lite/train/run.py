@@ -68,9 +68,15 @@ def open_run(config: RunConfig, *, resume: bool) -> Iterator[tuple[RunDir, Path 
     with run.locked():
         checkpoint = run.last_checkpoint() if resume else None
         if checkpoint is not None:
+            from rlkd_lite.models.adapters import check_saved_adapter
+            from rlkd_lite.models.checkpoints import sub_adapters
             from rlkd_lite.models.loading import adapter_dir
 
-            adapter_dir(checkpoint)  # a damaged student adapter fails before the model loads
+            # A damaged adapter fails here, before the model loads: the student's, and the
+            # others (gsrm) that the Trainer loads again from the checkpoint on resume.
+            adapter_dir(checkpoint)
+            for folder in sub_adapters(checkpoint):
+                check_saved_adapter(folder)
         if is_main_process():  # not the other ranks of a distributed run: rank 0 sets it up
             run.prepare(config.to_dict(), resume=resume, path_fields=config.PATH_FIELDS)
             if resume and checkpoint is None:

@@ -31,6 +31,26 @@ log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = {"max_steps", "save_steps", "logging_steps", "sample_every", "output_dir",
                      "save_total_limit", "samples_per_log"}
 
+RowCheck = Callable[[dict[str, Any], Path, int], None]
+"""Raises InputError for a row of a log (read from the file, at the line) that is unusable."""
+
+
+def read_log_rows(path: Path, check: RowCheck | None,
+                  on_error: Callable[[InputError], None]) -> list[dict[str, Any]]:
+    """The rows of a run's JSONL log that `check` (if any) passes. Each line skipped (unreadable,
+    as the torn last line of a crash, or refused by `check`) goes to `on_error`. A file with no
+    lines raises InputError (`RunDir.read_log` reads a missing or empty log as no rows)."""
+    rows = []
+    for line, row in read_jsonl(path, on_error=on_error):
+        if check is not None:
+            try:
+                check(row, path, line)
+            except InputError as exc:
+                on_error(exc)
+                continue
+        rows.append(row)
+    return rows
+
 
 def is_main_process() -> bool:
     """Rank 0 under `accelerate launch` / `torchrun` (their RANK, else LOCAL_RANK), or no
@@ -173,13 +193,14 @@ class RunDir:
         append_jsonl(self.samples, row)
 
     @staticmethod
-    def read_log(path: Path, on_error: Callable[[InputError], None] | None = None
-                 ) -> list[dict[str, Any]]:
+    def read_log(path: Path, on_error: Callable[[InputError], None] | None = None,
+                 check: RowCheck | None = None) -> list[dict[str, Any]]:
         """The rows of a JSONL log ([] when there is none yet). A line that cannot be read (the
-        torn last line of a crash mid-append) is skipped, or passed to `on_error`."""
+        torn last line of a crash mid-append) or that `check` refuses is skipped, or passed to
+        `on_error`."""
         if not path.is_file() or path.stat().st_size == 0:
             return []
-        return [row for _, row in read_jsonl(path, on_error=on_error or (lambda _: None))]
+        return read_log_rows(path, check, on_error or (lambda _: None))
 
     def metric_rows(self) -> list[dict[str, Any]]:
         return self.read_log(self.metrics)
