@@ -151,3 +151,29 @@ def test_gsrm_token_benchmark_counts_decompositions_with_the_real_tokenizer():
     # Three tagged lines per step: at least the tags themselves (~20 tokens), short of a paragraph.
     assert 25 < per_step < 100
     assert "few-shot prompt tokens" in out and "40 synthetic problems" in out
+
+
+def test_a_model_or_adapter_killed_mid_save_is_not_taken_as_built(tmp_path):
+    from rlkd_lite.train.bench import saved_once
+
+    out = tmp_path / "cache" / "random-tiny"
+
+    def save_cut_short(folder: Path) -> None:
+        (folder / "config.json").write_text("{}")  # written first, as save_pretrained does
+        raise KeyboardInterrupt  # killed before the weights
+
+    with pytest.raises(KeyboardInterrupt):
+        saved_once(out, save_cut_short)
+    assert not out.exists() and list(out.parent.iterdir()) == []  # nothing half-written left
+
+    saves = []
+
+    def save(folder: Path) -> None:
+        saves.append(folder)
+        (folder / "config.json").write_text("{}")
+        (folder / "model.safetensors").write_text("weights")
+
+    assert saved_once(out, save) == out and saved_once(out, save) == out
+    assert len(saves) == 1  # built once, then reused
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert [p.name for p in out.parent.iterdir()] == ["random-tiny"]

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,13 +53,30 @@ def build_random_model(shape: str, cache: Path) -> Path:
     """A random-initialised model of `shape`, built once per cache directory."""
     from rlkd_lite.models.tiny import RANDOM_SHAPES, build_tiny_qwen2
 
-    out = cache / f"random-{shape}"
-    if not (out / "config.json").is_file():
+    def build(folder: Path) -> None:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = "bfloat16" if device == "cuda" else "float32"
-        build_tiny_qwen2(out, dtype=dtype, device=device, **RANDOM_SHAPES[shape])
+        build_tiny_qwen2(folder, dtype=dtype, device=device, **RANDOM_SHAPES[shape])
+
+    return saved_once(cache / f"random-{shape}", build)
+
+
+def saved_once(out: Path, save: Callable[[Path], None]) -> Path:
+    """`out`, which `save` fills once: into a new folder beside it, renamed to `out` when
+    complete. A bench killed in the middle of a save (a time limit, during gigabytes of
+    weights) leaves no half-written folder that later runs would take as built."""
+    if out.is_dir():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}-{time.monotonic_ns()}")
+    partial.mkdir()
+    try:
+        save(partial)
+        partial.rename(out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # gone after the rename, unless it failed
     return out
 
 
@@ -67,25 +85,26 @@ def build_random_gsrm_adapter(model_dir: Path, config: Any) -> Path:
     saved beside it once: it stands in for a trained gsrm adapter. Its B matrices are zero
     (PEFT's default initialisation), so it decomposes like the bare base, at an adapter's cost."""
     targets = "-".join(sorted(config.lora_target_modules))
-    out = model_dir.with_name(f"{model_dir.name}-gsrm-r{config.lora_rank}-{targets}")
-    if (out / "adapter_config.json").is_file():
-        return out
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
-    cuda = torch.cuda.is_available()
-    base = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch.bfloat16 if cuda else torch.float32,
-        device_map="cuda" if cuda else "cpu")
-    model = get_peft_model(base, LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM"))
-    model.save_pretrained(out)
-    del model, base
-    if cuda:
-        torch.cuda.empty_cache()  # the variants run in processes of their own
-    return out
+    def build(folder: Path) -> None:
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM
+
+        cuda = torch.cuda.is_available()
+        base = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch.bfloat16 if cuda else torch.float32,
+            device_map="cuda" if cuda else "cpu")
+        model = get_peft_model(base, LoraConfig(
+            r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM"))
+        model.save_pretrained(folder)
+        del model, base
+        if cuda:
+            torch.cuda.empty_cache()  # the variants run in processes of their own
+
+    return saved_once(model_dir.with_name(f"{model_dir.name}-gsrm-r{config.lora_rank}-{targets}"),
+                      build)
 
 
 def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: str,
