@@ -6,6 +6,9 @@ only runs under Triton's interpreter, at minutes per step.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,8 +144,6 @@ def test_a_variant_that_failed_is_left_out_of_the_targets():
 
 def test_gsrm_token_benchmark_counts_decompositions_with_the_real_tokenizer():
     import re
-    import subprocess
-    import sys
 
     script = Path(__file__).parents[1] / "benchmarks" / "gsrm_tokens.py"
     out = subprocess.run([sys.executable, str(script), "--problems", "40"], capture_output=True,
@@ -154,7 +155,7 @@ def test_gsrm_token_benchmark_counts_decompositions_with_the_real_tokenizer():
 
 
 def test_a_model_or_adapter_killed_mid_save_is_not_taken_as_built(tmp_path):
-    from rlkd_lite.train.bench import saved_once
+    from rlkd_lite.train.bench import SAVED_MARKER, saved_once
 
     out = tmp_path / "cache" / "random-tiny"
 
@@ -175,5 +176,31 @@ def test_a_model_or_adapter_killed_mid_save_is_not_taken_as_built(tmp_path):
 
     assert saved_once(out, save) == out and saved_once(out, save) == out
     assert len(saves) == 1  # built once, then reused
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [SAVED_MARKER, "config.json",
+                                                     "model.safetensors"]
     assert [p.name for p in out.parent.iterdir()] == ["random-tiny"]
+
+
+def test_saving_once_rebuilds_an_unfinished_folder_and_clears_dead_runs_partial_folders(
+        tmp_path):
+    """A SIGKILL (or `timeout`'s SIGTERM) runs no cleanup: what a dead process left is removed
+    by the next build, and a folder of an older version without the marker is built again."""
+    from rlkd_lite.train.bench import saved_once
+
+    out = tmp_path / "random-tiny"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # an older version's build, killed mid-save
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    left = tmp_path / f".random-tiny.partial-{dead}-1"
+    left.mkdir()
+    (left / "config.json").write_text("{}")
+    alive = tmp_path / f".random-tiny.partial-{os.getppid()}-1"  # a bench still saving
+    alive.mkdir()
+
+    def save(folder: Path) -> None:
+        (folder / "model.safetensors").write_text("weights")
+
+    saved_once(out, save)
+    assert (out / "model.safetensors").is_file() and not (out / "config.json").exists()
+    assert not left.exists() and alive.exists()

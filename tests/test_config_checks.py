@@ -247,15 +247,16 @@ def test_a_damaged_adapter_is_named_before_the_model_loads(saved_adapter, damage
 @pytest.mark.parametrize("pickled", [False, True])
 def test_an_adapter_without_safetensors_weights_is_named_before_the_model_loads(
         saved_adapter, tiny_peft_model, pickled):
-    """A copy cut short or a folder made by hand has no weights; PEFT's pickled .bin is never
-    read (PEFT itself would unpickle it in place of the missing safetensors)."""
+    """A copy cut short or a folder made by hand has no weights; PEFT's torch-format .bin is
+    refused (PEFT would fall back to it in place of the missing safetensors)."""
     adapter = saved_adapter / "adapter"
     (adapter / "adapter_model.safetensors").unlink()
     if pickled:
         tiny_peft_model.save_pretrained(adapter, selected_adapters=["default"],
                                         safe_serialization=False)
-        expected = (f"error: {adapter / 'adapter_model.bin'}: adapter weights in pickle format, "
-                    f"which is not read (only safetensors: adapter_model.safetensors)")
+        expected = (f"error: {adapter / 'adapter_model.bin'}: adapter weights in torch's "
+                    f"pickle format; rlkd-lite loads weights from safetensors only "
+                    f"(adapter_model.safetensors)")
     else:
         expected = (f"error: {adapter / 'adapter_model.safetensors'}: no such file; the "
                     f"adapter's weights belong there, beside its adapter_config.json")

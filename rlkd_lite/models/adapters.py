@@ -29,7 +29,8 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 """The files PEFT saves an adapter in (`save_pretrained` with safetensors, its default)."""
 PICKLED_ADAPTER_WEIGHTS = "adapter_model.bin"
-"""Where PEFT's older pickle format keeps them; never read here (pickle can run code)."""
+"""Where PEFT's older torch format keeps them; not loaded here: weights load from safetensors
+only (PEFT would fall back to this file with `torch.load`)."""
 
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel
@@ -38,9 +39,10 @@ if TYPE_CHECKING:
 def check_saved_adapter(directory: str | os.PathLike[str]) -> None:
     """Raise RlkdError naming the file when a saved adapter's config is no JSON object or its
     weights do not read: missing (a copy cut short, a folder made by hand), only in PEFT's
-    pickle format (never unpickled here), or a header that does not read (a file cut short by a
-    full disk or a killed copy). PEFT would fail later, after the model has loaded, without
-    naming the file (or load the pickle). Cheap: the weights themselves are not read."""
+    torch format (`PICKLED_ADAPTER_WEIGHTS`), or a header that does not read (a file cut short
+    by a full disk or a killed copy). PEFT would fail later, after the model has loaded, without
+    naming the file (or fall back to the torch file). Cheap: the weights themselves are not
+    read."""
     import json
 
     from safetensors import SafetensorError, safe_open
@@ -55,9 +57,10 @@ def check_saved_adapter(directory: str | os.PathLike[str]) -> None:
     if not weights.is_file():
         pickled = Path(directory) / PICKLED_ADAPTER_WEIGHTS
         if pickled.is_file():
-            raise RlkdError(f"{pickled}: adapter weights in pickle format, which is not read "
-                            f"(only safetensors: {ADAPTER_WEIGHTS}); load the adapter with PEFT "
-                            f"and save_pretrained it again (safetensors is its default)")
+            raise RlkdError(f"{pickled}: adapter weights in torch's pickle format; rlkd-lite "
+                            f"loads weights from safetensors only ({ADAPTER_WEIGHTS}): load the "
+                            f"adapter with PEFT and save_pretrained it again (safetensors is its "
+                            f"default)")
         raise RlkdError(f"{weights}: no such file; the adapter's weights belong there, beside "
                         f"its {ADAPTER_CONFIG} (a copy cut short?)")
     try:

@@ -63,21 +63,53 @@ def build_random_model(shape: str, cache: Path) -> Path:
     return saved_once(cache / f"random-{shape}", build)
 
 
+SAVED_MARKER = ".saved"
+"""Written last into a folder `saved_once` fills: without it a folder is not complete."""
+
+
 def saved_once(out: Path, save: Callable[[Path], None]) -> Path:
     """`out`, which `save` fills once: into a new folder beside it, renamed to `out` when
-    complete. A bench killed in the middle of a save (a time limit, during gigabytes of
-    weights) leaves no half-written folder that later runs would take as built."""
-    if out.is_dir():
+    complete (`SAVED_MARKER`). A bench killed in the middle of a save (a time limit, during
+    gigabytes of weights) leaves no half-written folder that later runs would take as built;
+    one left by older versions, without the marker, is built again. Partial folders of dead
+    processes are removed first, so that killed runs do not fill the disk."""
+    if (out / SAVED_MARKER).is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}-{time.monotonic_ns()}")
+    prefix = f".{out.name}.partial-"
+    for stale in out.parent.glob(f"{prefix}*"):
+        pid = stale.name[len(prefix):].partition("-")[0]
+        if not pid.isdigit() or not _process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    partial = out.with_name(f"{prefix}{os.getpid()}-{time.monotonic_ns()}")
     partial.mkdir()
     try:
         save(partial)
-        partial.rename(out)
+        (partial / SAVED_MARKER).touch()
+        shutil.rmtree(out, ignore_errors=True)  # an incomplete one (older versions)
+        try:
+            partial.rename(out)
+        except OSError:
+            if not (out / SAVED_MARKER).is_file():
+                raise
+            # Another bench on this work folder finished the same build first: use its copy.
     finally:
         shutil.rmtree(partial, ignore_errors=True)  # gone after the rename, unless it failed
     return out
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` runs; True where that cannot be told (Windows, where `os.kill`
+    would end the process, or someone else's process)."""
+    if pid == os.getpid() or os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, but is not ours
+        return True
+    return True
 
 
 def build_random_gsrm_adapter(model_dir: Path, config: Any) -> Path:
