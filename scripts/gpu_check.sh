@@ -64,6 +64,10 @@ for flags in "${COMPARES[@]}"; do
   [ -z "${flags// /}" ] && continue
   n=$((n + 1)); dir="$WORK/compare-$n"
   mkdir -p "$dir" && ln -sfn "$WORK/random-$SHAPE" "$dir/random-$SHAPE"
+  # The bench's gsrm adapters too (named by rank and targets: other flags build their own).
+  for adapter in "$WORK/random-$SHAPE"-gsrm-*; do
+    [ -d "$adapter" ] && ln -sfn "$adapter" "$dir/${adapter##*/}"
+  done
   echo "compare $n: $flags" | tee "$OUT/bench-compare-$n.log"
   timeout "${COMPARE_TIMEOUT:-${BENCH_TIMEOUT:-330}}" $PY -m rlkd_lite bench \
     --recipe "${BENCH_RECIPE:-bench-qwen2.5-1.5b}" --shape "$SHAPE" --steps "${BENCH_STEPS:-3}" \
