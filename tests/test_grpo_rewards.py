@@ -91,6 +91,12 @@ def test_render_target_satisfies_its_own_format_reward(answer_format):
     assert call(funcs["tag_count"], [target]) == [1.0]
 
 
+def test_render_target_keeps_reasoning_under_markdown_headings():
+    reasoning = "#### Step 1: Add\n3+4 = 7\n#### Step 2: Check\n7-4 = 3"
+    assert render_target(f"{reasoning}\n#### 7", "7", "plain") == f"{reasoning}\n#### 7"
+    assert render_target(reasoning, "7", "think") == f"<think>\n{reasoning}\n</think>\n#### 7"
+
+
 def teacher_steps_column() -> str:
     return steps_to_json(make_decomposer("rules")([_input(TEACHER)])[0])
 

@@ -126,6 +126,16 @@ def test_split_gsm8k_solution():
         split_gsm8k_solution("#### ")
 
 
+def test_split_gsm8k_solution_keeps_markdown_headings_in_the_reasoning():
+    """Instruct models head their steps "#### Step 1: ..." or "#### 1. ...": only the last
+    "####" followed by a number is the answer marker."""
+    reasoning = "#### Step 1: Clips\nShe sold 48/2 = 24.\n#### 2. Total\n48+24 = 72"
+    assert split_gsm8k_solution(f"{reasoning}\n#### 72") == (reasoning, "72")
+    assert split_gsm8k_solution(f"{reasoning}\n####$1,200") == (reasoning, "$1,200")
+    with pytest.raises(ValueError):  # headings, but no answer line
+        split_gsm8k_solution(f"{reasoning}\nThe answer is 72.")
+
+
 # --- JSONL -------------------------------------------------------------------------------------
 
 def test_jsonl_problems(tmp_path):

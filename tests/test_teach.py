@@ -29,6 +29,10 @@ def test_trace_reasoning_drops_the_answer_line_and_think_tags():
     assert trace_reasoning("2+3 = 5 apples.\n#### 5") == "2+3 = 5 apples."
     assert trace_reasoning("<think>\n2+3 = 5\n</think>\nThe answer is #### 5") == "2+3 = 5"
     assert trace_reasoning("2+3 = 5, so the answer is 5.") == "2+3 = 5, so the answer is 5."
+    # Markdown headings are reasoning, not the answer line.
+    headed = "#### Step 1: Clips\nShe sold 48/2 = 24.\n#### Step 2: Total\n48+24 = 72"
+    assert trace_reasoning(f"{headed}\nThe answer is 72.") == f"{headed}\nThe answer is 72."
+    assert trace_reasoning(f"{headed}\n#### 72") == headed
 
 
 @pytest.fixture

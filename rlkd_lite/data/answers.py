@@ -70,6 +70,18 @@ def extract_final_answer(text: str) -> str | None:
     return _number_or_text(marked[-1]) if marked else None
 
 
+def last_answer_marker(text: str) -> int | None:
+    """Where GSM8K's answer marker, the last `####` followed by a number, begins in `text`
+    (None without one). `####` headings ("#### Step 1: ...", "#### 1. Compute") are reasoning:
+    cutting at any `####` would drop what follows the first heading."""
+    for match in reversed(list(_HASHES_NUMBER_RE.finditer(text))):
+        # Only a "####" that opens its line can be a numbered heading's ("#### 1. Compute").
+        heading = NUMBERED_HEADING.match(text, text.rfind("\n", 0, match.start()) + 1)
+        if heading is None or heading.end() <= match.start():
+            return match.start()
+    return None
+
+
 def parse_number(text: str) -> float | None:
     """The value of `text` if it is one number ("$1,234.50", "-3/4", "42.", "1{,}200"), else
     None. A trailing percent sign is dropped: "25%" is 25, as gold answers write it."""

@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rlkd_lite.data.answers import last_answer_marker
 from rlkd_lite.data.jsonl import (is_integer, is_number, json_type, read_jsonl,
                                   write_jsonl_atomic)
 from rlkd_lite.data.synthetic import SPLITS, SyntheticProblem, generate_problems
@@ -105,11 +106,12 @@ def load_problems(spec: str, *, subset: int | None = None, seed: int = 0, split:
 
 
 def split_gsm8k_solution(solution: str) -> tuple[str, str]:
-    """Split a GSM8K-style solution into (worked reasoning, final answer) at its `#### N`."""
-    reasoning, marker, answer = solution.rpartition("####")
-    if not marker or not answer.strip():
+    """Split a GSM8K-style solution into (worked reasoning, final answer) at its answer marker,
+    the last `####` followed by a number (`last_answer_marker`: headings stay reasoning)."""
+    marker = last_answer_marker(solution)
+    if marker is None:
         raise ValueError("no final answer after '####'")
-    return reasoning.rstrip(), answer.strip()
+    return solution[:marker].rstrip(), solution[marker + len("####"):].strip()
 
 
 def problems_to_rows(problems: list[Problem], system_prompt: str) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlkd_lite.data.answers import answers_match, extract_final_answer
+from rlkd_lite.data.answers import answers_match, extract_final_answer, last_answer_marker
 from rlkd_lite.structure.decomposers import DecomposeInput
 from rlkd_lite.structure.reward import StructureScore, structure_scores
 from rlkd_lite.structure.steps import Step, steps_from_json, think_text
@@ -42,9 +42,11 @@ ANSWER_FORMATS = {
 
 
 def render_target(reasoning: str, answer: str, answer_format: str) -> str:
-    """A completion in `answer_format`: the SFT target. A trailing `#### N` line in the
-    reasoning (GSM8K style) is dropped and the answer written once, at the end."""
-    body = reasoning.split("####")[0].strip()
+    """A completion in `answer_format`: the SFT target. A `#### N` answer line in the
+    reasoning (GSM8K style; `last_answer_marker`) is dropped with what follows it, and the
+    answer written once, at the end."""
+    marker = last_answer_marker(reasoning)
+    body = (reasoning if marker is None else reasoning[:marker]).strip()
     if answer_format == "think":
         return f"<think>\n{body}\n</think>\n#### {answer}"
     return f"{body}\n#### {answer}"
