@@ -46,8 +46,9 @@ def eval_command(
              "directory.")] = DEFAULT_RECIPE,
     data: Annotated[str | None, typer.Option(
         help="synthetic (offline; its test split never overlaps training), gsm8k or "
-             "gsm8k-subset (the Hub's test split), or a JSONL file of problems with teacher "
-             "traces. Default: the run's or recipe's data, test split.",
+             "gsm8k-subset (the Hub's test split), or a JSONL file of problems (teacher "
+             "traces optional: only the structure reward needs them). Default: the run's or "
+             "recipe's data, test split.",
         show_default=False)] = None,
     teacher: Annotated[str | None, typer.Option(
         help="JSONL of teacher traces paired with the problems by id.", show_default=False)] = None,

@@ -48,8 +48,9 @@ def score(
         help="Base model (Hub name or local path) for --decomposer gsrm and --judge "
              "llm.")] = None,
     adapter: Annotated[str | None, typer.Option(
-        help="Trained gsrm LoRA adapter directory to load on --model (default: the base model "
-             "with a few-shot prompt).")] = None,
+        help="Trained gsrm LoRA adapter directory to load on --model (default: the bare "
+             "base model, which decomposes from a few-shot prompt and judges zero-shot).")
+    ] = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json",
         help="Write the report (summary and per-pair rewards) to this JSON file.")] = None,

@@ -4,8 +4,9 @@ A trace file is JSONL, one record per line:
     {"id": "q1", "question": "...", "reasoning": "free text or tagged steps"}
     {"id": "q2", "steps": [{"meta": "...", "query": "...", "answer": "..."}, ...]}
 "id" (string or integer) and "question" are optional; a record needs "reasoning" or "steps"
-(when both are given, "steps" is used as is and "reasoning" ignored). A teacher's trace must
-not be empty (there would be nothing to reproduce); a student's may be (it scores 0). Records
+(when both are given, "steps" is used as is and "reasoning", which must still be text, is
+not decomposed). A teacher's trace must not be empty (there would be nothing to reproduce); a
+student's may be (it scores 0). Records
 pair by id when both files have ids (ids compare as text, so 7 and "7" are one id), and by line
 order when neither has. Pure Python: no model library is imported here.
 """

@@ -2,8 +2,9 @@
 
 A judge is any callable taking a sequence of `JudgePair` and returning one bool per pair; the
 structure reward makes one call per batch (DESIGN.md section 2), which lets the `llm` judge
-score all pairs in one forward pass. The judges here are deterministic and need no model:
-`exact` (normalised string equality) and `lexical` (token overlap, numbers by value).
+score all pairs in a few batched forward passes. The judges here are deterministic and need
+no model: `exact` (normalised string equality) and `lexical` (token overlap, numbers by
+value).
 """
 from __future__ import annotations
 
@@ -246,7 +247,7 @@ class LexicalJudge:
     matches "48/2" but not "48*2", which token overlap would pass (0.67) because the texts are
     so short, nor "2/48" (same tokens, another value), nor "6*4" (same value, another
     computation). Where either side has no value ("48/2=24", "1/0") the tokens decide
-    alone. Identical texts (after normalisation) always match; a text with no content tokens
+    alone. Identical texts always match; a text with no content tokens
     matches only such a text. No unit conversion.
     """
 
@@ -267,7 +268,7 @@ class LexicalJudge:
 
     def same(self, pair: JudgePair) -> bool:
         """The verdict for one pair."""
-        # Texts equal after normalisation have equal tokens, so they match by the rules below.
+        # Identical texts have equal tokens, so they would match by the rules below too.
         if pair.teacher == pair.student:
             return True
         teacher, student = _tokens(pair.teacher), _tokens(pair.student)

@@ -209,7 +209,7 @@ def decomposition_messages(question: str, reasoning: str, few_shot: bool) -> lis
 class _StepLimit(StoppingCriteria):
     """Stopping criterion: a row is done once the last step its limit keeps is complete.
 
-    That is when, after the `limit`-th step has an answer, a new line begins a tag ("[M", the
+    That is when, after the `limit`-th step has an answer, a new line begins a tag ("[Met", the
     next step's), or else (a step without an answer) when a step past the limit has a line.
     Waiting for a whole next step, as a plain count would, decodes its tag and meta-reasoning
     line for nothing (about 25 tokens a row); stopping at the answer's first line end would cut

@@ -99,8 +99,9 @@ class RunConfig:
     lora_target_modules: list[str] = doc("Modules that get LoRA; the gsrm adapter must match.")
     init_adapter: str | None = doc("Start the student from this adapter or run dir (SFT→RLKD).",
                                    default=None)
-    gsrm_adapter: str | None = doc("Trained gsrm adapter; without it the base model, few-shot, "
-                                   "decomposes and judges.", default=None)
+    gsrm_adapter: str | None = doc("Trained gsrm adapter; without it the bare base model "
+                                   "decomposes (few-shot) and judges (zero-shot).",
+                                   default=None)
     trust_remote_code: bool = doc("Allow model code from the Hub (only if you trust it).",
                                   default=False)
     decode_graphs: bool = doc(

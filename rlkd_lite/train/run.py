@@ -2,7 +2,8 @@
 
     1. check the config and load the problems      (bad input fails here, before any model)
     2. lock and prepare the run directory          (refuses to mix runs; `resume` continues one)
-    3. load the student: 4-bit base + LoRA `default` (+ frozen `gsrm` adapter)
+    3. load the student: base (4-bit unless load_in_4bit: false) + LoRA `default`
+       (+ frozen `gsrm` adapter)
     4. sft:  supervised distillation on the teacher traces             -> train/sft.py
        rlkd/grpo: decompose the teacher traces once (cached), build the rewards, run TRL's
        GRPOTrainer (Unsloth's patched one on GPU)                       -> train/grpo.py
@@ -11,7 +12,7 @@
 
 How this departs from the paper's setup: the GSRM is a LoRA adapter on the student's own base
 swapped in inside the reward function (the authors ran two separate 7B vLLM servers), the judge
-reads yes/no next-token probabilities in one batched forward pass instead of sampling text, and
+reads yes/no next-token probabilities in batched forward passes instead of sampling text, and
 the student trains a LoRA adapter on a 4-bit base instead of full fine-tuning.
 """
 from __future__ import annotations
@@ -112,7 +113,8 @@ def train_from(trainer: Any, checkpoint: Path | None, max_steps: int, run: RunDi
 
 
 def load_config_model(config: RunConfig, *, gsrm_adapter: str | None = None) -> tuple[Any, Any]:
-    """The 4-bit base with the trainable `default` adapter the config describes (+ gsrm)."""
+    """The base (4-bit unless `load_in_4bit` is false) with the trainable `default` adapter
+    the config describes (+ gsrm)."""
     from rlkd_lite.models.loading import LoraSettings, load_student
 
     with status(f"loading {config.model} ({config.backend}, "
@@ -202,7 +204,8 @@ def was_interrupted(trainer: Any) -> bool:
 
 
 def save_student_adapter(model: Any, out: Path) -> None:
-    """Only the student adapter, as safetensors, swapped into place in one rename."""
+    """Only the student adapter, as safetensors: saved beside `out`, then the old adapter
+    moved aside and the new one renamed into place."""
     import shutil
 
     from rlkd_lite.models.adapters import STUDENT_ADAPTER
