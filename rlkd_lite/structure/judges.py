@@ -1,7 +1,7 @@
 """Judges: decide, for a batch of (teacher, student) text pairs, which pairs say the same thing.
 
 A judge is any callable taking a sequence of `JudgePair` and returning one bool per pair; the
-structure reward makes one call per batch (DESIGN.md section 2), which lets the `llm` judge
+structure reward makes one call per batch (`rlkd_lite.structure.reward`), which lets the `llm` judge
 score all pairs in a few batched forward passes. The judges here are deterministic and need
 no model: `exact` (normalised string equality) and `lexical` (token overlap, numbers by
 value).

@@ -1,4 +1,5 @@
-"""The model-backed GSRM parts: the `llm` judge and the `gsrm` decomposer (DESIGN.md section 2).
+"""The model-backed GSRM parts: the `llm` judge and the `gsrm` decomposer (README, "How the
+structure reward works").
 
 Both run in process on the student's own base model, with the frozen gsrm adapter (or the bare
 base model, adapter None) switched in by `use_adapter` for the duration of a call, so they can

@@ -1,4 +1,4 @@
-"""The structure reward (DESIGN.md section 2), batched over many (teacher, student) pairs.
+"""The structure reward (RLKD's GSRM reward), batched over many (teacher, student) pairs.
 
 Reference semantics, for teacher steps T and student steps S:
 ```

@@ -1,8 +1,8 @@
 """The step format: a reasoning path as (meta-reasoning, sub-problem, answer) steps.
 
-The canonical text form (DESIGN.md section 1) is written by `render_steps` and read back by
-`parse_steps`. The parser is deliberately tolerant because it reads model output: it never
-raises, and text it cannot read simply yields fewer (or no) steps.
+The canonical text form (README, "How the structure reward works") is written by
+`render_steps` and read back by `parse_steps`. The parser is deliberately tolerant because it
+reads model output: it never raises, and text it cannot read simply yields fewer (or no) steps.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One step of a reasoning path (DESIGN.md section 1)."""
+    """One step of a reasoning path: (meta-reasoning, sub-problem, answer)."""
 
     meta: str
     """Why this sub-problem is next; must not state the answer."""

@@ -1,4 +1,4 @@
-"""The GSRM adapter (DESIGN.md section 4): labelled decompositions, then SFT of a LoRA adapter.
+"""The GSRM adapter: labelled decompositions, then SFT of a LoRA adapter.
 
 Labelling (`rlkd-lite gsrm label`) turns (question, reasoning) into training examples
     {"id", "question", "reasoning", "steps": [{"meta", "query", "answer"}, ...], "source"}
