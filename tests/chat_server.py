@@ -3,6 +3,8 @@
 The test gives a `respond(request, attempt)` function: `request` is the parsed JSON body,
 `attempt` counts (from 1) the requests seen so far with the same last user message, so that a
 test can fail an item once and then answer it. It returns a `Reply`.
+A `Reply` can also carry the fields that reasoning models' servers put beside `content`
+(`reasoning_content` from DeepSeek's API, vLLM and SGLang; `reasoning` from newer vLLM).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,13 +28,17 @@ class Reply:
     """Sent as is instead of a completion (a malformed response, an error body)."""
     delay_s: float = 0.0
     """Seconds to wait before answering (longer than the client's timeout: a timeout)."""
+    message_fields: dict[str, Any] = field(default_factory=dict)
+    """More fields of the assistant message, e.g. {"reasoning_content": "..."}; a "content"
+    here replaces `content` (None included: a reasoning model cut off while thinking)."""
 
 
-def completion_body(content: str, model: str = "test-model") -> bytes:
+def completion_body(content: str | None, model: str = "test-model",
+                    **message_fields: Any) -> bytes:
+    message = {"role": "assistant", "content": content, **message_fields}
     return json.dumps({
         "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": content}}],
+        "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }).encode()
 
@@ -80,8 +86,9 @@ class ChatServer:
                 else:
                     reply = server.respond(body, attempt)
                 time.sleep(reply.delay_s)
+                message = {"content": reply.content or "", **reply.message_fields}
                 payload = reply.body if reply.body is not None else completion_body(
-                    reply.content or "", body.get("model", ""))
+                    model=body.get("model", ""), **message)
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")

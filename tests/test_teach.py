@@ -117,6 +117,94 @@ def test_teach_from_api_keeps_the_first_right_trace(problems_file, tmp_path, mon
     assert [p.id for p in load_problems(str(output))] == [row["id"] for row in read_lines(output)]
 
 
+def test_teach_from_a_reasoning_model_keeps_its_separate_reasoning(problems_file, tmp_path):
+    """DeepSeek's API (deepseek-reasoner), and vLLM or SGLang with a reasoning parser, send the
+    chain of thought in `reasoning_content` (newer vLLM: `reasoning`) and only a short answer in
+    `content`: the trace is the reasoning, the answer is read from the content."""
+    path, problems = problems_file
+    moods = ("reasoning_content", "reasoning", "think-in-content", "wrong-content", "cut-off",
+             "no-usable-field")
+    by_mood = dict(zip(moods, problems))
+
+    def respond(request, attempt):
+        question = last_user_message(request)
+        mood = next(m for m, p in by_mood.items() if p.question == question)
+        problem = by_mood[mood]
+        thought = f"\n{problem.reasoning}\n"  # vLLM's parser leaves the newlines after <think>
+        if mood == "reasoning_content":
+            return Reply(f"The answer is {problem.answer}.",
+                         message_fields={"reasoning_content": thought})
+        if mood == "reasoning":
+            return Reply(f"#### {problem.answer}", message_fields={"reasoning": thought})
+        if mood == "think-in-content":  # the content's own think block wins over the field
+            return Reply(f"<think>\n{problem.reasoning}\n</think>\n#### {problem.answer}",
+                         message_fields={"reasoning_content": "A summary of the thinking."})
+        if mood == "wrong-content":  # the reasoning ends on the right number, the answer not
+            return Reply(f"#### {int(float(problem.answer)) + 1}",
+                         message_fields={"reasoning_content": thought})
+        if mood == "cut-off":  # max_tokens hit while thinking: vLLM sends content null
+            return Reply(message_fields={"content": None, "reasoning_content": thought})
+        # An empty or non-text field is no reasoning: the content is the whole reply, as before.
+        return Reply(f"{problem.reasoning}\n#### {problem.answer}",
+                     message_fields={"reasoning_content": "  ", "reasoning": {"effort": "high"}})
+
+    output = tmp_path / "teacher.jsonl"
+    with ChatServer(respond) as server:
+        code, printed = cli("teach", "--data", str(path), "--output", str(output),
+                            "--api-base", server.base_url, "--api-model", "reasoner",
+                            "--samples", "2", "--retries", "0")
+    assert code == 0, printed
+    assert "accepted │ 4" in printed and "rejected: no_correct_trace │ 2" in printed, printed
+    ids = {m: p.id for m, p in by_mood.items()}
+    kept = {row["id"]: row for row in read_lines(output)}
+    assert set(kept) == {ids[m] for m in ("reasoning_content", "reasoning", "think-in-content",
+                                          "no-usable-field")}
+    for row in kept.values():
+        problem = next(p for p in problems if p.id == row["id"])
+        assert row == {"id": problem.id, "question": problem.question, "answer": problem.answer,
+                       "reasoning": problem.reasoning, "source": "teacher:reasoner",
+                       "attempts": 1}
+    rejects = {row["id"]: row for row in read_lines(tmp_path / "teacher.rejects.jsonl")}
+    wrong_answer = str(int(float(by_mood["wrong-content"].answer)) + 1)
+    assert rejects[ids["wrong-content"]]["answers"] == [wrong_answer, wrong_answer]
+    # No answer after the thinking: a sample without an answer, not a failed request (a re-run
+    # would ask again forever), and not the last number the unfinished reasoning reached.
+    assert rejects[ids["cut-off"]]["reason"] == "no_correct_trace"
+    assert rejects[ids["cut-off"]]["answers"] == [None, None]
+
+
+def test_chat_client_joins_separate_reasoning_only_when_asked():
+    """`with_reasoning` puts the reasoning field before the content as a think block; without
+    it (`gsrm label`: a labeller's steps are its content) the reply is the content alone. A
+    malformed content is refused either way."""
+    from rlkd_lite.data.openai_client import ApiError, ChatClient
+
+    replies = {
+        "separate": Reply("#### 5", message_fields={"reasoning_content": "2+3 = 5"}),
+        "both fields": Reply("#### 5", message_fields={"reasoning_content": "2+3 = 5",
+                                                       "reasoning": "ignored"}),
+        "number content": Reply(message_fields={"content": 5, "reasoning_content": "2+3 = 5"}),
+        "no content": Reply(body=json.dumps({"choices": [{"message": {
+            "role": "assistant", "reasoning_content": "2+3 = 5"}}]}).encode()),
+    }
+    messages = {name: [{"role": "user", "content": name}] for name in replies}
+    with ChatServer(lambda request, attempt: replies[last_user_message(request)]) as server:
+        client = ChatClient(server.base_url, "m", max_retries=0)
+        assert client.complete(messages["separate"], with_reasoning=True) == (
+            "<think>\n2+3 = 5\n</think>\n#### 5")
+        assert client.complete(messages["both fields"], with_reasoning=True) == (
+            "<think>\n2+3 = 5\n</think>\n#### 5")
+        assert client.complete(messages["separate"]) == "#### 5"
+        assert [reply for _, reply in client.complete_many(
+            [messages["separate"]], with_reasoning=True)] == ["<think>\n2+3 = 5\n</think>\n#### 5"]
+        with pytest.raises(ApiError, match="message content is int, not text"):
+            client.complete(messages["number content"], with_reasoning=True)
+        with pytest.raises(ApiError, match=r"no choices\[0\]\.message\.content"):
+            client.complete(messages["no content"], with_reasoning=True)
+        # Only the request body's own parameters are sent.
+        assert all("with_reasoning" not in body for _, _, body in server.requests)
+
+
 def test_teach_needs_exactly_one_teacher(tmp_path):
     code, output = cli("teach", "--output", str(tmp_path / "t.jsonl"))
     assert code == 1 and "exactly one teacher" in output

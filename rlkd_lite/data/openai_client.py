@@ -6,6 +6,10 @@ most hosted providers do. The API key is read from an environment variable whose
 and error messages. Requests that may succeed when repeated (HTTP 429 and 5xx, timeouts,
 dropped connections) are retried with exponential backoff; `complete_many` runs requests on a
 thread pool and yields each result as it arrives.
+
+Servers of reasoning models (DeepSeek's API, vLLM and SGLang with a reasoning parser) send the
+chain of thought apart from `content`; `with_reasoning=True` puts it back in front as a
+`<think>` block (see `REASONING_FIELDS`).
 """
 from __future__ import annotations
 
@@ -31,6 +35,11 @@ Messages = list[dict[str, str]]
 _FATAL_STATUSES = (401, 403, 404)
 _ERROR_BODY_CHARS = 300
 """How much of an error response's body goes into the error message."""
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+"""The message fields that hold a reasoning model's chain of thought, first found first:
+`reasoning_content` (DeepSeek's API; vLLM and SGLang with a reasoning parser), `reasoning`
+(newer vLLM, which may send both)."""
+_THINK_TAGS = ("<think>", "</think>")
 
 
 class ApiError(RlkdError):
@@ -87,25 +96,35 @@ class ChatClient:
         """Whether a key was found in the environment variable (the key itself is not exposed)."""
         return self._api_key is not None
 
-    def complete(self, messages: Messages, **params: Any) -> str:
+    def complete(self, messages: Messages, *, with_reasoning: bool = False, **params: Any
+                 ) -> str:
         """The assistant's reply to `messages`; `params` (temperature, max_tokens, seed, ...)
-        go into the request body. Raises ApiError when every attempt failed."""
+        go into the request body. Raises ApiError when every attempt failed.
+
+        `with_reasoning`: when the message has a non-blank reasoning field (`REASONING_FIELDS`)
+        and its content has no think tags of its own, the reply is
+        "<think>\n{reasoning}\n</think>\n{content}", the form reasoning models write inline
+        (content that has tags already carries its reasoning, so it is kept as it is). A null
+        content next to such a field counts as empty: the model was cut off while thinking.
+        Otherwise, and always without `with_reasoning`, the reply is the content alone.
+        """
         body = json.dumps({"model": self.model, "messages": messages, **params}).encode("utf-8")
         attempt = 0
         while True:
             try:
-                return self._attempt(body)
+                return self._attempt(body, with_reasoning)
             except _Retryable as exc:
                 if attempt == self.max_retries:
                     raise ApiError(f"{exc} (gave up after {attempt + 1} attempts)") from None
                 time.sleep(self._backoff(attempt, exc.retry_after))
                 attempt += 1
 
-    def complete_many(self, conversations: Sequence[Messages], **params: Any
-                      ) -> Iterator[tuple[int, str | ApiError]]:
+    def complete_many(self, conversations: Sequence[Messages], *, with_reasoning: bool = False,
+                      **params: Any) -> Iterator[tuple[int, str | ApiError]]:
         """Yield (index, reply or ApiError) for each conversation as its request finishes, with
-        at most `concurrency` requests in flight. A fatal ApiError is raised, not yielded;
-        requests not yet started are then cancelled (as they are when the caller stops early).
+        at most `concurrency` requests in flight; replies as `complete` makes them. A fatal
+        ApiError is raised, not yielded; requests not yet started are then cancelled (as they
+        are when the caller stops early).
         """
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="chat")
         pending: dict[Future, int] = {}
@@ -114,7 +133,8 @@ class ChatClient:
             while True:
                 # Submit lazily: a crash or Ctrl-C then loses only the requests in flight.
                 for index, messages in queue:
-                    pending[pool.submit(self.complete, messages, **params)] = index
+                    pending[pool.submit(self.complete, messages,
+                                        with_reasoning=with_reasoning, **params)] = index
                     if len(pending) >= self.concurrency:
                         break
                 if not pending:
@@ -131,7 +151,7 @@ class ChatClient:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _attempt(self, body: bytes) -> str:
+    def _attempt(self, body: bytes, with_reasoning: bool) -> str:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -150,7 +170,7 @@ class ChatClient:
             raise _Retryable(f"cannot reach {self.base_url}: {exc.reason}") from None
         except (ConnectionError, http.client.HTTPException) as exc:  # dropped mid-reply
             raise _Retryable(f"connection to {self.base_url} failed: {exc!r}") from None
-        return _reply_text(raw)
+        return _reply_text(raw, with_reasoning)
 
     def _http_error(self, exc: urllib.error.HTTPError) -> Exception:
         detail = _error_detail(exc)
@@ -170,20 +190,37 @@ class ChatClient:
         return min(self.backoff_s * 2 ** attempt * (1 + random.random() * 0.25), 60.0)
 
 
-def _reply_text(raw: bytes) -> str:
-    """The assistant message's text in a chat-completions response body."""
+def _reply_text(raw: bytes, with_reasoning: bool) -> str:
+    """The assistant message's text in a chat-completions response body (see `complete` for
+    `with_reasoning`)."""
     try:
         data = json.loads(raw.decode("utf-8"))
-        content = data["choices"][0]["message"]["content"]
+        message = data["choices"][0]["message"]
+        content = message["content"]
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ApiError(f"malformed response: not JSON ({_preview(raw)})") from None
     except (KeyError, IndexError, TypeError):
         raise ApiError(f"malformed response: no choices[0].message.content "
                        f"({_preview(raw)})") from None
+    reasoning = _separate_reasoning(message) if with_reasoning else None
+    if content is None and reasoning is not None:
+        content = ""  # vLLM's reply when max_tokens ran out before the thinking ended
     if not isinstance(content, str):
         raise ApiError(f"malformed response: message content is {type(content).__name__}, "
                        f"not text")
-    return content
+    if reasoning is None or any(tag in content for tag in _THINK_TAGS):
+        return content
+    return f"<think>\n{reasoning}\n</think>\n{content}"
+
+
+def _separate_reasoning(message: dict[str, Any]) -> str | None:
+    """The first non-blank text among the message's `REASONING_FIELDS`, trimmed; None without
+    one (fields of other types are not reasoning text: providers differ, so they are ignored)."""
+    for name in REASONING_FIELDS:
+        value = message.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:

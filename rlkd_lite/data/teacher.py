@@ -4,7 +4,9 @@ final answer is right (what `rlkd-lite teach` runs).
 Two teachers, one interface (`TeacherSampler`: one reply per conversation, in order):
 - `LocalTeacher`: a local model (alias, path or Hub id) sampled with transformers' `generate`
   in left-padded batches;
-- `ApiTeacher`: any OpenAI-compatible chat-completions endpoint, requests on a thread pool.
+- `ApiTeacher`: any OpenAI-compatible chat-completions endpoint, requests on a thread pool; a
+  reasoning model's separate reasoning field becomes the reply's `<think>` block, so that it is
+  the trace (see `ChatClient.complete`).
 
 Problems go in chunks (one generate batch, or `concurrency` requests). Each round samples one
 reply for every problem of the chunk still without a right trace, up to `samples` rounds; a
@@ -103,7 +105,11 @@ class LocalTeacher:
 
 
 class ApiTeacher:
-    """An OpenAI-compatible endpoint; a chunk is `client.concurrency` concurrent requests."""
+    """An OpenAI-compatible endpoint; a chunk is `client.concurrency` concurrent requests.
+
+    Replies carry the message's reasoning field (`reasoning_content`, `reasoning`) as a
+    `<think>` block: the structure to distil is there, the content holds only the answer.
+    """
 
     def __init__(self, client: ChatClient, *, max_tokens: int = 1024, temperature: float = 0.7):
         self.client = client
@@ -113,7 +119,8 @@ class ApiTeacher:
 
     def sample(self, conversations: Sequence[Messages]) -> list[str | Exception]:
         replies: list[str | Exception] = [""] * len(conversations)
-        for index, reply in self.client.complete_many(conversations, **self.params):
+        for index, reply in self.client.complete_many(conversations, with_reasoning=True,
+                                                      **self.params):
             replies[index] = reply
         return replies
 
