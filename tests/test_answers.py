@@ -178,3 +178,22 @@ def test_boxes_that_never_close_or_nest_deeply_are_read_in_one_pass():
     assert extract_final_answer("\\boxed{" * 20_000) is None
     assert extract_final_answer("\\boxed{" * 20_000 + "7" + "}" * 20_000) == "7"
     assert extract_final_answer("\\boxed{3} then \\boxed{" * 5_000) == "3"
+
+
+@pytest.mark.parametrize("text, answer", [
+    # MATH-style thousands separators and an escaped dollar sign inside LaTeX.
+    (r"The total is \boxed{1,\!500}.", "1500"),
+    (r"The total is \boxed{1\,500}.", "1500"),
+    (r"She loses \boxed{-\$250}.", "-250"),
+    (r"**Final Answer:** -\$250", "-250"),
+    # A label followed by a sentence: the first number after it, not the last of the text.
+    ("**Final Answer:** It takes Carla 160 minutes to download the 200 GB file.", "160"),
+    ("**Final Answer:** Janet makes **$18** every day from her 16 eggs.", "18"),
+    # "The answer is" followed by the computation: its result.
+    ("The answer is 18 + 4 = 22.", "22"),
+    ("Therefore, the answer is 2 × 36 = 72.", "72"),
+    # "the answer is" without a number after it is no answer phrase.
+    ("We check that the answer is reasonable.\nSo 9 in all.", "9"),
+])
+def test_answers_written_by_instruct_models(text, answer):
+    assert extract_final_answer(text) == answer

@@ -119,3 +119,36 @@ def test_markdown_headings_are_context_not_the_end_of_the_solution():
     for marker in ("#### 12", "####12", "#### $12", "#### -3"):
         assert rules(f"He buys 3*4 = 12 eggs.\n{marker}\nAnd 1+1 = 2 afterwards.") == \
             [Step("He buys eggs.", "3*4", "12")]
+
+
+@pytest.mark.parametrize("text, steps", [
+    # LaTeX as instruct models write it: operators, inline-math delimiters, fractions, escaped
+    # dollars, LaTeX thousands separators, the typeset minus, bold results.
+    (r"She sold \( 48 \div 2 = 24 \) clips in May.",
+     [Step("She sold clips in May.", "48/2", "24")]),
+    (r"Weng earns \(0.2 \times 50 = 10\) dollars.",
+     [Step("Weng earns dollars.", "0.2*50", "10")]),
+    (r"For 40 hours she gets \[ 40 \cdot 10 = 400 \] dollars.",
+     [Step("For 40 hours she gets dollars.", "40*10", "400")]),
+    (r"The rate is \(\frac{12}{60} = 0.2\) dollars per minute.",
+     [Step("The rate is dollars per minute.", "12/60", "0.2")]),
+    (r"In all she earns \( \$400 + \$60 = \$460 \).",
+     [Step("In all she earns.", "400+60", "460")]),
+    ("The change is 950 - 1{,}200 = -250 dollars.",
+     [Step("The change is dollars.", "950-1200", "-250")]),
+    ("Sam has 36 \u2212 24 = 12 cookies left.",
+     [Step("Sam has cookies left.", "36-24", "12")]),
+    ("She has 3 + 4 = **7** eggs.", [Step("She has eggs.", "3+4", "7")]),
+    # A boxed result keeps its computation as a step; a bare boxed answer is no step.
+    (r"She sold 48/2 = 24 clips in May. So the total is \[ 48 + 24 = \boxed{72} \]",
+     [Step("She sold clips in May.", "48/2", "24"), Step("So the total is", "48+24", "72")]),
+    ("She sold 48/2 = 24 clips in May.\nThe total is \\boxed{72}.",
+     [Step("She sold clips in May.", "48/2", "24")]),
+])
+def test_latex_and_markdown_arithmetic(text, steps):
+    assert rules(text) == steps
+
+
+def test_a_boxed_answer_without_a_computation_is_not_context_for_the_next_step():
+    text = "The total is \\boxed{72}.\nThen 72/8 = 9 per box."
+    assert rules(text) == [Step("Then per box.", "72/8", "9")]

@@ -91,6 +91,13 @@ def test_render_target_satisfies_its_own_format_reward(answer_format):
     assert call(funcs["tag_count"], [target]) == [1.0]
 
 
+def test_tag_count_does_not_count_markdown_headings_as_answer_lines():
+    headed = "#### Step 1: Add\n3+4 = 7\n#### 2. Check\n7-4 = 3"
+    assert TagCountReward(LastBatch(), "plain").score(f"{headed}\n#### 7") == 1.0
+    assert TagCountReward(LastBatch(), "think").score(f"<think>\n{headed}\n</think>\n#### 7") == 1.0
+    assert TagCountReward(LastBatch(), "plain").score(headed) == 0.0  # no answer line at all
+
+
 def test_render_target_keeps_reasoning_under_markdown_headings():
     reasoning = "#### Step 1: Add\n3+4 = 7\n#### Step 2: Check\n7-4 = 3"
     assert render_target(f"{reasoning}\n#### 7", "7", "plain") == f"{reasoning}\n#### 7"

@@ -24,12 +24,23 @@ _HASHES_NUMBER_RE = re.compile(rf"(?<!#)####[ \t]*({_NUMBER})")
 NUMBERED_HEADING = re.compile(
     r"^[ \t]*####[ \t]*\d+(?:[.)][ \t]+(?=\S)|[.):][ \t]*(?=[^\W\d_]))", re.MULTILINE)
 _HASHES_TEXT_RE = re.compile(r"####[ \t]*([^\n]*)")
+# "the answer is 72", "Final answer: $72"; after a "Final Answer:" label a few words may come
+# first ("It takes Carla 160 minutes"); the computation may be written out ("the answer is
+# 18 + 4 = 22": its result). The words and the computation start with what the run of spaces
+# before them cannot hold, and repeats are bounded: each attempt stays short.
 _ANSWER_PHRASE_RE = re.compile(
-    rf"\b(?:final\s+answer|answer)\s*(?:is|:|=)[\s:=*]*({_NUMBER})", re.IGNORECASE)
+    r"\b(?:final\s+answer\s*:[\s*]*(?:[^\d\s*$-][^\d\n]{0,80}?)?"
+    r"|(?:final\s+answer|answer)\s*(?:is|:|=)[\s:=*]*)"
+    rf"(?:[\d($-][\d \t.,$%()+*/x×÷^-]{{0,80}}=[ \t*]*)?({_NUMBER})", re.IGNORECASE)
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BRACE_RE = re.compile(r"[{}]")
 _LATEX_FRACTION_RE = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _LATEX_TEXT_RE = re.compile(r"\\(?:text|mathrm|textbf)\s*\{([^{}]*)\}")
+_LATEX_DIGIT_SPACE_RE = re.compile(r"(?<=\d)\\[,;: ](?=\d)")
+_LATEX_OPERATORS = {"times": "×", "cdot": "×", "div": "÷"}
+_LATEX_OPERATOR_RE = re.compile(r"\\(times|cdot|div)(?![A-Za-z])")
+_LATEX_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*)\}")
+_LATEX_LAYOUT_RE = re.compile(r"\\[()\[\],;: ]|\\(?:left|right|q?quad)(?![A-Za-z])")
 _THINK_END = "</think>"
 TYPESET_MINUS = "\u2212"
 """The minus sign of typeset math ("−5"), read as "-" wherever numbers are compared."""
@@ -57,7 +68,7 @@ def extract_final_answer(text: str) -> str | None:
         return _clean(hashes[-1])
     boxed = _last_boxed(text)
     if boxed is not None:
-        return _number_or_text(_LATEX_TEXT_RE.sub(r"\1", _LATEX_FRACTION_RE.sub(r"\1/\2", boxed)))
+        return _number_or_text(plain_math(boxed))
     phrases = _ANSWER_PHRASE_RE.findall(text)
     if phrases:
         return _clean(phrases[-1])
@@ -70,16 +81,23 @@ def extract_final_answer(text: str) -> str | None:
     return _number_or_text(marked[-1]) if marked else None
 
 
+def answer_markers(text: str) -> list[int]:
+    """Where GSM8K's answer markers, `####` followed by a number, begin in `text`. `####`
+    headings ("#### Step 1: ...", "#### 1. Compute") are reasoning, not markers."""
+    if "####" not in text:
+        return []
+    headings = {match.start() + match.group().index("####")
+                for match in NUMBERED_HEADING.finditer(text)}
+    return [match.start() for match in _HASHES_NUMBER_RE.finditer(text)
+            if match.start() not in headings]
+
+
 def last_answer_marker(text: str) -> int | None:
-    """Where GSM8K's answer marker, the last `####` followed by a number, begins in `text`
-    (None without one). `####` headings ("#### Step 1: ...", "#### 1. Compute") are reasoning:
-    cutting at any `####` would drop what follows the first heading."""
-    for match in reversed(list(_HASHES_NUMBER_RE.finditer(text))):
-        # Only a "####" that opens its line can be a numbered heading's ("#### 1. Compute").
-        heading = NUMBERED_HEADING.match(text, text.rfind("\n", 0, match.start()) + 1)
-        if heading is None or heading.end() <= match.start():
-            return match.start()
-    return None
+    """Where the last answer marker (`answer_markers`) begins, None without one: where the
+    reasoning of a GSM8K-style solution ends (cutting at any `####` would drop what follows the
+    first heading)."""
+    markers = answer_markers(text)
+    return markers[-1] if markers else None
 
 
 def parse_number(text: str) -> float | None:
@@ -108,8 +126,25 @@ def answers_match(predicted: str | None, gold: str) -> bool:
 
 
 def _plain(text: str) -> str:
-    """`text` with a typeset minus sign and LaTeX's "{,}" thousands separator as plain text."""
-    return text.replace(TYPESET_MINUS, "-").replace("{,}", ",")
+    """`text` with numbers spelled plainly: the typeset minus sign, LaTeX's thousands separators
+    ("1{,}500", "1,\\!500", "1\\,500") and escaped dollar sign ("\\$250")."""
+    text = text.replace(TYPESET_MINUS, "-").replace("{,}", ",").replace("\\$", "$")
+    return _LATEX_DIGIT_SPACE_RE.sub("", text.replace("\\!", "")) if "\\" in text else text
+
+
+def plain_math(text: str, keep_boxed: bool = False) -> str:
+    """`text` with the LaTeX that models write around arithmetic as plain text: numbers as
+    `_plain` spells them, `\\times` and `\\cdot` as "×", `\\div` as "÷", `\\frac{a}{b}` as
+    "a/b", `\\text{...}` as its text, `\\boxed{...}` as its contents (unless `keep_boxed`),
+    and no math delimiters (`\\( \\) \\[ \\]`, `\\left`, `\\right`) or spacing commands."""
+    text = _plain(text)
+    if "\\" not in text:
+        return text
+    text = _LATEX_OPERATOR_RE.sub(lambda m: _LATEX_OPERATORS[m.group(1)], text)
+    text = _LATEX_TEXT_RE.sub(r"\1", _LATEX_FRACTION_RE.sub(r"\1/\2", text))
+    if not keep_boxed:
+        text = _LATEX_BOXED_RE.sub(r"\1", text)
+    return _LATEX_LAYOUT_RE.sub(" ", text)
 
 
 def _last_number(text: str) -> str | None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rlkd_lite.data.answers import NUMBERED_HEADING
+from rlkd_lite.data.answers import NUMBERED_HEADING, plain_math
 from rlkd_lite.errors import InputError
 from rlkd_lite.structure.steps import Step, looks_tagged, parse_steps, think_text
 
@@ -135,9 +135,12 @@ class RulesDecomposer:
         context = ""  # sentences without a computation, waiting for the next step
         text = think_text(reasoning)
         # Checks on the whole text spare most lines the sentence split and the answer regex.
-        several_sentences = ". " in text or "! " in text or "? " in text
         lowered = text.lower()
         states_answer = "answer" in lowered or "\\boxed" in lowered
+        # LaTeX and bold around the arithmetic, as instruct models write it: "\\( 48 \\div 2 =
+        # 24 \\)", "= **7**". A boxed result stays boxed, for the check below.
+        text = plain_math(text, keep_boxed=True).replace("**", "")
+        several_sentences = ". " in text or "! " in text or "? " in text
         for line in text.splitlines():
             line = line.strip()
             if line.startswith("#"):
@@ -148,13 +151,18 @@ class RulesDecomposer:
                 continue
             sentences = _SENTENCE_END.split(line) if several_sentences else (line,)
             for sentence in sentences:
-                if states_answer and (_FINAL_ANSWER_START.match(sentence) or "\\boxed" in sentence):
+                boxed = "\\boxed" in sentence
+                if boxed:
+                    # The boxed final answer: its computation ("48 + 24 = \\boxed{72}") is a
+                    # step, a statement of it alone ("The total is \\boxed{72}.") is not.
+                    sentence = plain_math(sentence)
+                if states_answer and _FINAL_ANSWER_START.match(sentence):
                     continue
-                found = _sentence_steps(sentence, context)
+                found = _sentence_steps(sentence, context, stated_result=not boxed)
                 if found:
                     steps += found
                     context = ""
-                else:
+                elif not boxed:
                     context = _join(context, sentence)
         return steps
 
@@ -166,12 +174,12 @@ def _heading_sentence(line: str) -> str:
     return heading + "." if heading and heading[-1] not in _CLOSING_PUNCTUATION else heading
 
 
-def _sentence_steps(sentence: str, context: str) -> list[Step]:
+def _sentence_steps(sentence: str, context: str, stated_result: bool = True) -> list[Step]:
     """The steps of one sentence, `context` leading the first step's meta-reasoning; [] when
-    the sentence has no computation."""
+    the sentence has no computation (and, with `stated_result`, states no result)."""
     computations = list(_COMPUTATION.finditer(sentence)) if "=" in sentence else []
     if not computations:
-        return _stated_result(sentence, context)
+        return _stated_result(sentence, context) if stated_result else []
     found = []
     previous_end = 0
     last = computations[-1]

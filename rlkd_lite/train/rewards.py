@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlkd_lite.data.answers import answers_match, extract_final_answer, last_answer_marker
+from rlkd_lite.data.answers import (answer_markers, answers_match, extract_final_answer,
+                                    last_answer_marker)
 from rlkd_lite.structure.decomposers import DecomposeInput
 from rlkd_lite.structure.reward import StructureScore, structure_scores
 from rlkd_lite.structure.steps import Step, steps_from_json, think_text
@@ -115,9 +116,10 @@ class TagCountReward:
 
     def score(self, text: str) -> float:
         """The share of the format's pieces that are right: each tag once, one answer line,
-        nothing but a number after it."""
-        tail = text.rsplit("####", 1)[-1]
-        pieces = [text.count("####") == 1, bool(re.fullmatch(rf"\s*{_NUMBER}\s*", tail))]
+        nothing but a number after it. `####` headings ("#### Step 1: ...") are no answer line."""
+        markers = answer_markers(text)
+        tail = text[markers[-1] + len("####"):] if markers else ""
+        pieces = [len(markers) == 1, bool(re.fullmatch(rf"\s*{_NUMBER}\s*", tail))]
         if self.answer_format == "think":
             pieces += [text.count("<think>") == 1, text.count("</think>") == 1]
         return sum(pieces) / len(pieces)
