@@ -38,7 +38,9 @@ def teach(
                     "is kept.")] = 4,
     temperature: Annotated[float, typer.Option(
         min=0.0, help="Sampling temperature (0: greedy, then use --samples 1).")] = 0.7,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest trace, in tokens.")] = 512,
+    max_new_tokens: Annotated[int, typer.Option(
+        min=1, help="Longest reply, in tokens (a reasoning model's thinking counts: raise it "
+                    "for one).")] = 512,
     batch_size: Annotated[int, typer.Option(
         min=1, help="Local model: problems sampled per generate call.")] = 8,
     system_prompt: Annotated[Optional[str], typer.Option(
