@@ -152,3 +152,19 @@ def test_latex_and_markdown_arithmetic(text, steps):
 def test_a_boxed_answer_without_a_computation_is_not_context_for_the_next_step():
     text = "The total is \\boxed{72}.\nThen 72/8 = 9 per box."
     assert rules(text) == [Step("Then per box.", "72/8", "9")]
+
+
+@pytest.mark.parametrize("text, steps", [
+    # The same value written again: one step, its answer the last number.
+    ("Sugar: 6 * 3/4 = 18/4 = 4.5 cups.", [Step("Sugar: cups.", "6*3/4", "4.5")]),
+    (r"For 6 batches: \[ 6 \times \frac{3}{4} = \frac{18}{4} = 4.5 \]",
+     [Step("For 6 batches", "6*3/4", "4.5")]),
+    ("The cost is 2 * (3 + 5) = 2 * 8 = 16 dollars.",
+     [Step("The cost is dollars.", "2*(3+5)", "16")]),
+    # A result carried on into the next computation: two steps.
+    ("She has 3 + 4 = 7 + 2 = 9 eggs.", [Step("She has", "3+4", "7"), Step("eggs.", "7+2", "9")]),
+    ("In all 12 * 3 = 36 - 6 = 30 left.",
+     [Step("In all", "12*3", "36"), Step("left.", "36-6", "30")]),
+])
+def test_chained_equalities(text, steps):
+    assert rules(text) == steps

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from rlkd_lite.data.answers import NUMBERED_HEADING, plain_math
 from rlkd_lite.errors import InputError
+from rlkd_lite.structure.judges import arithmetic_value
 from rlkd_lite.structure.steps import Step, looks_tagged, parse_steps, think_text
 
 
@@ -42,10 +43,12 @@ class TaggedDecomposer:
 _NUMBER = r"-?\d[\d,]*(?:\.\d+)?%?"
 _OPERATOR = r"[-+*/x×÷^]"
 _OPERAND = r"[$(\d-][\d,.%$()]{0,40}"
+_NUMBER_START = re.compile(_NUMBER)
 # A computation, in one of two forms:
 # - a calculator annotation "<<48/2=24>>" (groups expr, result), with the expression written
 #   before it ("48/2 = $") and the result stated after it ("24") when present;
-# - a free-form "a op b = c" with at least one operator (group equals: from the "=" on; rhs).
+# - a free-form "a op b = c" with at least one operator (group equals: from the "=" on; rhs),
+#   perhaps chained: "6 * 3/4 = 18/4 = 4.5", "3 + 4 = 7 + 2 = 9" (`_chain_steps`).
 # Every computation starts with a character of [$(\d<-]; stating that first, outside the
 # alternatives, lets the regex engine skip to candidates in C, which makes this several times
 # faster than the same pattern written alternative by alternative. Model output can be
@@ -57,7 +60,9 @@ _COMPUTATION = re.compile(
     r"<(?P<expr>[^<>=]*)=(?P<result>[^<>]*)>>"
     rf"(?:[ \t]*\$?{_NUMBER})?"
     rf"|[\d,.%$()]{{0,40}}(?:[ \t]*{_OPERATOR}[ \t]*{_OPERAND}){{1,40}}"
-    rf"(?P<equals>[ \t]*=[ \t]*\$?(?P<rhs>{_NUMBER})))"
+    rf"(?P<equals>[ \t]*=[ \t]*\$?(?P<rhs>{_NUMBER})"
+    rf"(?P<chain>(?:(?:[ \t]*{_OPERATOR}[ \t]*{_OPERAND}){{0,40}}"
+    rf"[ \t]*=[ \t]*\$?{_NUMBER}){{0,10}})))"
 )
 # "The total number of clips is 72." -- a stated result that ends the sentence.
 # The subject ends before a whitespace run, not inside it: each run is tried once (a lazy
@@ -185,17 +190,41 @@ def _sentence_steps(sentence: str, context: str, stated_result: bool = True) -> 
     last = computations[-1]
     for match in computations:
         start, end = match.span()
-        meta = sentence[previous_end:start]
+        before = sentence[previous_end:start]
         if context:
-            meta, context = _join(context, meta), ""
-        if match is last:
-            meta = _join(meta, sentence[end:])
-        expression, result, _, free_result = match.groups()
-        if expression is None:  # free form
-            expression, result = sentence[start:match.start("equals")], free_result
-        found.append(Step(meta.strip(" ,;:"), _canonical(expression), _canonical(result)))
+            before, context = _join(context, before), ""
+        after = sentence[end:] if match is last else ""
+        if match.group("expr") is not None:  # a calculator annotation
+            computed = [(match.group("expr"), match.group("result"))]
+        elif match.group("chain"):
+            computed = _chain_steps(sentence[start:match.start("equals")],
+                                    sentence[match.start("equals"):match.end("equals")])
+        else:
+            computed = [(sentence[start:match.start("equals")], match.group("rhs"))]
+        # A chain's steps share the sentence: the first gets the text before it, the last
+        # the text after it.
+        for index, (expression, result) in enumerate(computed):
+            meta = _join(before if index == 0 else "", after if index == len(computed) - 1 else "")
+            found.append(Step(meta.strip(" ,;:"), _canonical(expression), _canonical(result)))
         previous_end = end
     return found
+
+
+def _chain_steps(expression: str, equals: str) -> list[tuple[str, str]]:
+    """(sub-problem, answer) pairs of a chained computation, `expression` followed by
+    `equals` ("= 18/4 = 4.5"). A part that begins with the value so far and computes on
+    ("3 + 4 = 7 + 2 = 9") is a new step; one that writes the same value again ("6 * 3/4 =
+    18/4 = 4.5") is not. The last part is the answer."""
+    *middle, last = (part.strip().lstrip("$").strip() for part in equals.split("=")[1:])
+    pairs = []
+    for part in middle:
+        leading = _NUMBER_START.match(part)
+        value = arithmetic_value(expression)
+        if (leading and value is not None and part != leading.group()
+                and arithmetic_value(leading.group()) == value):
+            pairs.append((expression, leading.group()))
+            expression = part
+    return [*pairs, (expression, last)]
 
 
 def _stated_result(sentence: str, context: str) -> list[Step]:

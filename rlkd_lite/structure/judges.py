@@ -180,7 +180,7 @@ _UNARY_OPERATIONS = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def _value(expression: str) -> float | None:
+def arithmetic_value(expression: str) -> float | None:
     """The value of a bare arithmetic expression ("0.2 x $50" -> 10.0), or None when it has
     none: not one expression over numbers, + - * / ^ and parentheses ("48/2=24"), a division
     by zero, an overflow, a complex power, or longer than `_MAX_EVALUATED_CHARACTERS`.
@@ -237,10 +237,11 @@ class LexicalJudge:
     not "5") and arithmetic operators ("x" and "×" read as "*", "÷" as "/").
 
     For "answer" pairs: when either side is a bare arithmetic expression and both have a value
-    (see `_value`), the values are compared ("2+3*4" matches "14", not "2*3+4"). Otherwise,
-    when both sides contain numbers, only the numbers are compared: the sets of values must be
-    equal, with a fraction read as its value, so "$24" matches "24 dollars" and "24.0", "3/4
-    cup" matches "0.75 cup" but not "4/3 cup", and "24" does not match "25 dollars".
+    (see `arithmetic_value`), the values are compared ("2+3*4" matches "14", not "2*3+4").
+    Otherwise, when both sides contain numbers, only the numbers are compared: the sets of
+    values must be equal, with a fraction read as its value, so "$24" matches "24 dollars" and
+    "24.0", "3/4 cup" matches "0.75 cup" but not "4/3 cup", and "24" does not match "25
+    dollars".
 
     Two bare arithmetic expressions (the sub-problems of the rules decomposer) match only with
     the same numbers and operators, in any order and spacing, and the same value: "48 / 2"
@@ -276,7 +277,8 @@ class LexicalJudge:
         if pair.kind == "answer":
             if both_expressions and (_arithmetic(teacher.expression)
                                      or _arithmetic(student.expression)):
-                teacher_value, student_value = _value(pair.teacher), _value(pair.student)
+                teacher_value = arithmetic_value(pair.teacher)
+                student_value = arithmetic_value(pair.student)
                 if teacher_value is not None and student_value is not None:
                     return _same_value(teacher_value, student_value)
             if teacher.numbers and student.numbers:
@@ -287,7 +289,8 @@ class LexicalJudge:
             # Equal tokens: the values tell "48/2" from "2/48" where both sides have one; a
             # side without one ("48/2=24", "1/0") leaves it to the tokens.
             # Evaluated only here, which keeps it off the common, cheap verdicts.
-            teacher_value, student_value = _value(pair.teacher), _value(pair.student)
+            teacher_value = arithmetic_value(pair.teacher)
+            student_value = arithmetic_value(pair.student)
             return (teacher_value is None or student_value is None
                     or _same_value(teacher_value, student_value))
         return _dice(teacher.words, student.words) >= self.threshold
