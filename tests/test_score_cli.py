@@ -123,6 +123,15 @@ def test_show_prints_the_lowest_pairs_with_the_divergence_marked(workdir):
     assert "bakery: reward" not in output and "books: reward" not in output
 
 
+def test_show_prints_latex_and_brackets_in_steps_as_written(workdir):
+    steps = [{"meta": r"Halve it: \[ 48 \div 2 \] [bold]x[/]", "query": "48/2", "answer": "24"}]
+    write_lines(Path("t.jsonl"), {"id": 1, "steps": steps})
+    write_lines(Path("s.jsonl"), {"id": 1, "steps": [{**steps[0], "answer": "25"}]})
+    code, output = score("t.jsonl", "s.jsonl", "--show", "1")
+    assert code == 0
+    assert r"Halve it: \[ 48 \div 2 \] [bold]x[/]" in output
+
+
 def test_records_without_ids_pair_by_line_order(workdir):
     write_lines(Path("t.jsonl"), {"reasoning": "He buys 3*4 = <<3*4=12>>12 eggs."},
                 {"reasoning": "She has 2+2 = <<2+2=4>>4 cats."})

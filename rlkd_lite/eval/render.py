@@ -5,6 +5,7 @@ from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from rlkd_lite.eval.alignment import ScoredPair
 from rlkd_lite.structure.steps import Step
@@ -27,11 +28,12 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def _step_cell(step: Step | None) -> str:
+def _step_cell(step: Step | None) -> Text:
+    # Text, not markup: model output holds "[" and "\\[" (LaTeX), which markup would read.
     if step is None:
-        return "[dim]-[/]"
-    return (f"{escape(step.meta)}\n[cyan]Q:[/] {escape(step.query)}\n"
-            f"[cyan]A:[/] {escape(step.answer)}")
+        return Text("-", style="dim")
+    return Text.assemble(step.meta, "\n", ("Q: ", "cyan"), step.query, "\n", ("A: ", "cyan"),
+                         step.answer)
 
 
 def pair_table(pair: ScoredPair) -> Table:
