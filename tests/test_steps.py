@@ -194,3 +194,82 @@ def test_a_parts_own_emphasis_is_kept_whatever_its_tag(tag):
     meta, answer = tag.format("Meta-reasoning 1"), tag.format("Answer 1")
     assert parse_steps(f"{meta} We need **the total**, not __init__\n{answer} **18**") == \
         [Step("We need **the total**, not __init__", "", "**18**")]
+
+
+# --- Markdown that lays the steps out --------------------------------------------------------
+
+MAY = "[Meta-reasoning 1]: Find May sales.\n[Sub-problem 1]: 48/2\n[Answer 1]: 24"
+TOTAL = "[Meta-reasoning 2]: Add both months.\n[Sub-problem 2]: 48+24\n[Answer 2]: 72"
+MAY_AND_TOTAL = [Step("Find May sales.", "48/2", "24"), Step("Add both months.", "48+24", "72")]
+
+
+@pytest.mark.parametrize("between", [
+    "\n\n**Step 2**\n", "\n### Step 2\n", "\n### Step 2:\n", "\nStep 2:\n", "\nStep 2\n",
+    "\n## Step 2: Find the total\n", "\n**Step 2:** Add them up\n", "\n*Step 2.*\n",
+    "\n---\n", "\n***\n", "\n___\n", "\n\n---\n\n### Step 2\n\n", "\n-\n", "\n  * \n",
+    "\n```\n\n```\n",                       # each step in a code block of its own
+    "\n**Step 2:** ", "\nStep 2: ", "\n### Step 2 - ",  # a step label on the tag's line
+])
+def test_step_labels_and_separators_between_steps_are_no_part_of_either(between):
+    assert parse_steps(f"**Step 1**\n{MAY}{between}{TOTAL}") == MAY_AND_TOTAL
+
+
+@pytest.mark.parametrize("marker", ["- ", "* ", "+ ", "• ", "  - ", "### ", "## ", "#"])
+def test_list_markers_and_heading_hashes_before_tags_go_with_the_tags(marker):
+    text = "\n".join(marker + line for line in f"{MAY}\n{TOTAL}".split("\n"))
+    assert parse_steps(text) == MAY_AND_TOTAL
+    bold = text.replace("[", "**[").replace("]:", "]:**")  # "- **[Answer 1]:** 24"
+    assert parse_steps(bold) == MAY_AND_TOTAL
+
+
+def test_numbered_tags_leave_no_numbers_on_the_part_before():
+    lines = f"{MAY}\n{TOTAL}".split("\n")
+    assert parse_steps("\n".join(f"{i}. {line}" for i, line in enumerate(lines, 1))) == \
+        MAY_AND_TOTAL
+    assert parse_steps("\n".join(f"{i}) {line}" for i, line in enumerate(lines, 1))) == \
+        MAY_AND_TOTAL
+
+
+@pytest.mark.parametrize("text", [
+    f"```\n{MAY}\n{TOTAL}\n```",
+    f"```text\n{MAY}\n{TOTAL}\n```\n",
+    f"```\n{MAY}\n```\n\n```\n{TOTAL}\n```",
+    f"~~~\n{MAY}\n\n---\n{TOTAL}\n~~~",
+    f"{MAY}\n{TOTAL}\n\n---",
+    f"{MAY}\n{TOTAL}\n\n---\n\n**Final answer: 72**",
+    f"{MAY}\n{TOTAL}\n```\n\nSo the final answer is 72.",
+])
+def test_separators_and_fences_after_the_last_step_are_no_part_of_it(text):
+    assert parse_steps(text) == MAY_AND_TOTAL
+
+
+@pytest.mark.parametrize("own", [
+    "\\[\n24 - 18 = 6\n\\]", "- 6 muffins\n- 2 given away", "1. 6 muffins\n2. 2 given away",
+    "The intervals are\n[0, 1] and [2, 3]", "24 - 18\n= 6 muffins", "The count is\n2.",
+    "```python\nx = 48 // 2\n```", "```\n24\n```", "Half of 48:\n**24**",
+    "Half of 48\nStep 2 of the plan adds them", "$$\n24\n$$", "24 clips\n- 48 in April",
+])
+@pytest.mark.parametrize("next_tag", ["\n", "\n- ", "\n**Step 2**\n", "\n```\n", "\n2. "])
+def test_a_parts_own_lines_stay_whatever_lays_out_the_next_step(own, next_tag):
+    head = "[Meta-reasoning 1]: m\n[Sub-problem 1]: q\n[Answer 1]:"
+    steps = parse_steps(f"{head} {own}{next_tag}[Meta-reasoning 2]: m2\n[Answer 2]: {own}")
+    assert steps == [Step("m", "q", own), Step("m2", "", own)]
+    assert parse_steps(f"[Meta-reasoning 1]: {own}{next_tag}[Sub-problem 1]: q") == \
+        [Step(own, "q", "")]
+
+
+@pytest.mark.parametrize("junk", [
+    "\n" * 40_000, "\n---" * 10_000, "\n**Step 2**" * 4_000, "\nStep 2" * 6_000,
+    "\n```" * 10_000, "\n" + "#" * 40_000, "\n" + "- " * 20_000, "\n" + "**" * 20_000,
+    "\n" + "### Step 2" * 4_000,
+])
+def test_degenerate_layout_between_steps_is_dropped_in_linear_time(junk):
+    # ~40k characters: quadratic work on them (a scan per line or per marker) takes minutes.
+    assert parse_steps(f"{MAY}{junk}{TOTAL}") == MAY_AND_TOTAL
+
+
+@pytest.mark.parametrize("junk", ["[" * 40_000, "\n[" * 20_000, "\n2." * 13_000,
+                                  "\nStep" * 8_000, "```" * 13_000, "\n" + "Step 2 " * 6_000])
+def test_degenerate_text_between_steps_is_kept_in_linear_time(junk):
+    steps = parse_steps(f"{MAY}{junk}\n{TOTAL}")
+    assert steps == [Step("Find May sales.", "48/2", ("24" + junk).rstrip()), MAY_AND_TOTAL[1]]

@@ -61,9 +61,23 @@ _TRAILER = re.compile(
     r"|(?P<heading>####|#+[ \t]*(?:the\s+)?final\s+answer\b))",
     re.IGNORECASE,
 )
+_LIST_MARKER = r"(?:[-*+•]|\d+[.)])"
 # A list item's marker left alone on the last line when its text was the closing phrase
 # ("72\n- The final answer is 72").
-_BARE_LIST_MARKER = re.compile(r"\n[ \t]*(?:[-*+•]|\d+[.)])[ \t]*$")
+_BARE_LIST_MARKER = re.compile(rf"\n[ \t]*{_LIST_MARKER}[ \t]*$")
+# Layout that LLMs write around tags, which sets steps out rather than saying anything: list
+# markers, heading hashes and emphasis before a tag on its line ("- [Answer 1]", "### [Answer
+# 1]", "2. [Sub-problem 1]"), and lines of only such markers or a separator ("---", "***"),
+# step labels ("**Step 2**", "Step 2:", "## Step 2: Find the total") and code fences. A number
+# is a list marker only before a tag: alone on a line it may be an answer ("The count is\n2.").
+# These match stripped lines, each once, and each has one way to match a run of markers.
+_LAYOUT = r"[-*+•_#\s]*"
+_LAYOUT_LINE = re.compile(_LAYOUT)
+_TAG_LINE_LAYOUT = re.compile(rf"{_LIST_MARKER}?{_LAYOUT}")
+_STEP_LABEL = re.compile(rf"(?P<layout>{_LIST_MARKER}?{_LAYOUT})step\s*\d+\b(?P<title>.*)",
+                         re.IGNORECASE)
+_CODE_FENCE = re.compile(r"^[ \t]*(?:`{3,}[^`\n]*|~{3,}[^\n]*)$", re.MULTILINE)
+_WORD_CHAR = re.compile(r"[^\W_]")
 _DIGIT = re.compile(r"\d")
 
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
@@ -120,6 +134,11 @@ def parse_steps(text: str) -> list[Step]:
     - tag indices are not trusted (models miscount): the order of the tags defines the steps.
       A tag starts a new step when its part comes at or before the previous part's place in
       meta -> sub-problem -> answer order, e.g. two answers in a row are two steps;
+    - layout between steps is no part's text: a list marker, heading hashes or emphasis before
+      a tag on its line, and, at a part's end, lines of only such markers, separators ("---"),
+      step labels ("**Step 2**", "Step 2:", "## Step 2: Find the total") or code fences (but
+      not one that closes a block the part opened); a part's other lines are its own (an
+      answer may go on: "\\[ ... \\]", a list);
     - a part a step lacks is ""; a step with all three parts empty is dropped;
     - a closing "So the final answer is ..." or "#### ..." after the last part's own text is
       cut from it, with the emphasis that opens it ("**The final answer is 4**"); a part that
@@ -136,7 +155,7 @@ def parse_steps(text: str) -> list[Step]:
     for n, tag in enumerate(tags):
         kind = _TAG_KINDS[_TAG_NAME_JUNK.sub("", tag.group("name").lower())]
         end = tags[n + 1].start() if n + 1 < len(tags) else len(text)
-        body = text[tag.end():end]
+        body = _without_layout(text[tag.end():end], tag_follows=n + 1 < len(tags))
         if tag.group("em") and not (tag.group("shut") or tag.group("shut_after_colon")):
             body = _without_tag_closer(body, tag.group("em"))
         if n + 1 == len(tags):
@@ -172,8 +191,44 @@ def _without_trailer(body: str) -> str:
         # final answer is 72."): then the phrase is the part's own text. A heading never is.
         own_number = not _DIGIT.search(before) and _DIGIT.search(body, trailer.end())
         if before.strip() and (trailer.group("heading") or not own_number):
-            return before.rstrip(" \t\n,;(")
+            # Layout between the part's text and the phrase goes too ("72\n---\n**Final
+            # answer: 72**"); a part that is only layout and the phrase stays as it was.
+            text = _without_layout(before, tag_follows=False)
+            return (text if text.strip() else before).rstrip(" \t\n,;(")
     return body
+
+
+def _without_layout(body: str, tag_follows: bool) -> str:
+    """`body` without the layout at its end (see `_LAYOUT`): what stands before the next tag on
+    its line (`tag_follows`), then whole lines of layout. Its first line, on its own tag's
+    line, is always the part's."""
+    end = len(body)
+    line_start = body.rfind("\n") + 1
+    if tag_follows and line_start and _TAG_LINE_LAYOUT.fullmatch(body[line_start:].strip()):
+        end = line_start - 1
+    last_fence_end = None  # of the highest fence dropped so far
+    while line_start := body.rfind("\n", 0, end) + 1:
+        line = body[line_start:end]
+        if _CODE_FENCE.fullmatch(line):
+            last_fence_end = end
+        elif not _is_layout_line(line.strip()):
+            break
+        end = line_start - 1
+    # A fence after a part that opened a block ("[Answer 1]: ```py ...") closes the part's.
+    if last_fence_end is not None and len(_CODE_FENCE.findall(body, 0, end)) % 2:
+        end = last_fence_end
+    return body[:end]
+
+
+def _is_layout_line(line: str) -> bool:
+    """Whether the stripped `line` only sets steps out: markers, a separator or a step label.
+    A label's title ("Step 2: Find the total") makes it text unless the label is a heading or
+    emphasised: a plain line that goes on may be a part's own ("Step 2 of the plan adds")."""
+    if _LAYOUT_LINE.fullmatch(line):
+        return True
+    label = _STEP_LABEL.fullmatch(line)
+    return label is not None and (any(mark in label["layout"] for mark in "#*_")
+                                  or not _WORD_CHAR.search(label["title"]))
 
 
 def _append_step(steps: list[Step], parts: list[str]) -> None:
