@@ -90,6 +90,9 @@ def test_steps_sharing_a_generation_are_averaged_over_whole_cycles(tmp_path):
     rows = RunDir(tmp_path / "run").metric_rows()
     assert [row.get("generate_s", 0) > 0 for row in rows] == [True, False, True, False]
     assert summary["generate_s"] == pytest.approx(rows[2]["generate_s"] / 2)
+    # Tokens per second of the whole cycle, not a mean that counts the second step as 0.
+    assert summary["tokens_per_s"] == pytest.approx(
+        rows[2]["completion_tokens"] / (rows[2]["step_time_s"] + rows[3]["step_time_s"]))
 
 
 def test_time_per_decode_step_counts_only_the_steps_that_decoded():

@@ -22,7 +22,7 @@ TEST_RECIPE = str(Path(__file__).parent / "recipes" / "tiny-test.yaml")
 
 def one_logged_step(run: RunDir, world_process_zero: bool) -> None:
     last = LastBatch(questions=["q"], completions=["c"], rewards={"accuracy": [1.0]})
-    callback = RunLogCallback(run, last, completions_per_step=1, sample_every=1,
+    callback = RunLogCallback(run, last, completions_per_generation=1, sample_every=1,
                               samples_per_log=1)
     state = TrainerState(is_world_process_zero=world_process_zero)
     state.global_step = 1

@@ -324,6 +324,13 @@ def test_steps_per_generation_generates_and_rewards_once_for_several_steps(tiny_
     rewarded = [row.get("rewards_s", 0.0) > 0 for row in rows]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert generated == rewarded == [True, False, True, False]
+    # A generating step counts the tokens of all the rollouts it generated, for both steps.
+    for row in rows[0], rows[2]:
+        assert row["completion_tokens"] == round(row["completion_tokens_mean"]
+                                                 * config.rollouts_per_generation())
+        assert row["tokens_per_s"] == pytest.approx(row["completion_tokens"]
+                                                    / row["step_time_s"], rel=1e-3)
+    assert "tokens_per_s" not in rows[1]
     # Samples every step (the recipe's sample_every 1), but each generation's batch once.
     assert sorted({s["step"] for s in read_jsonl(tmp_path / "run" / "samples.jsonl")}) == [1, 3]
 

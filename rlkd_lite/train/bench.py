@@ -176,7 +176,10 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
         "variant": variant, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "steps": result.steps, "steps_per_rollout": cycle, "first_step_s": rows[0]["step_time_s"],
         "run_s": round(total, 2),
-        "tokens_per_s": statistics.mean(r.get("tokens_per_s", 0.0) for r in steady),
+        # Rollout tokens over the time of all the steady steps: with steps_per_generation,
+        # one step generates for the steps after it.
+        "tokens_per_s": (sum(r.get("completion_tokens", 0) for r in steady)
+                         / sum(r["step_time_s"] for r in steady)),
         "peak_gpu_gib": max(r.get("peak_gib", 0.0) for r in rows) if cuda else None,
         "generate_peak_gib": max(r.get("generate_peak_gib", 0.0) for r in rows) if cuda else None,
         "rewards_peak_gib": max(r.get("rewards_peak_gib", 0.0) for r in rows) if cuda else None,

@@ -76,13 +76,15 @@ class RunLogCallback(TrainerCallback):
     distributed run only the main process writes (every process keeps `latest`).
 
     Step time is measured here (wall clock from step begin to step end, generation included)
-    so it means the same for GRPO and SFT; tokens/s counts completion tokens per step.
+    so it means the same for GRPO and SFT. A step that generated logs its completion tokens
+    (`completion_tokens`: all the rollouts of the generation, which with steps_per_generation
+    serve several steps) and those tokens per second of the step (`tokens_per_s`).
     """
 
-    def __init__(self, run: RunDir, last: LastBatch | None, *, completions_per_step: int,
+    def __init__(self, run: RunDir, last: LastBatch | None, *, completions_per_generation: int,
                  sample_every: int, samples_per_log: int):
         self.run, self.last = run, last
-        self.completions_per_step = completions_per_step
+        self.completions_per_generation = completions_per_generation
         self.sample_every, self.samples_per_log = sample_every, samples_per_log
         self._step_start = time.perf_counter()
         self.step_seconds = 0.0
@@ -124,7 +126,8 @@ class RunLogCallback(TrainerCallback):
         length = logs.get("completions/mean_length")
         if length is not None and self.step_seconds > 0:
             row["completion_tokens_mean"] = length
-            row["tokens_per_s"] = round(length * self.completions_per_step / self.step_seconds, 2)
+            row["completion_tokens"] = round(length * self.completions_per_generation)
+            row["tokens_per_s"] = round(row["completion_tokens"] / self.step_seconds, 2)
         if logs.get("completions/max_length") is not None:
             # The rollouts' decode steps: a batch decodes until its longest completion ends.
             row["completion_tokens_max"] = logs["completions/max_length"]
@@ -232,8 +235,7 @@ def run_callbacks(run: RunDir, last: LastBatch | None, config: Any, title: str
     In a distributed run only the main process shows progress."""
     run_log = RunLogCallback(run, last, sample_every=config.sample_every,
                              samples_per_log=config.samples_per_log,
-                             completions_per_step=config.per_device_train_batch_size
-                             * config.gradient_accumulation_steps)
+                             completions_per_generation=config.rollouts_per_generation())
     progress = [RichProgressCallback(run_log, title)] if is_main_process() else []
     return run_log, [run_log, *progress, GracefulInterrupt()]
 
