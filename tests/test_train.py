@@ -331,6 +331,9 @@ def test_steps_per_generation_generates_and_rewards_once_for_several_steps(tiny_
         assert row["tokens_per_s"] == pytest.approx(row["completion_tokens"]
                                                     / row["step_time_s"], rel=1e-3)
     assert "tokens_per_s" not in rows[1]
+    for row in rows[0], rows[2]:  # the rollout stage holds generation and rewards
+        assert row["rollout_s"] > row["generate_s"] + row["rewards_s"]
+    assert "rollout_s" not in rows[1]
     # Samples every step (the recipe's sample_every 1), but each generation's batch once.
     assert sorted({s["step"] for s in read_jsonl(tmp_path / "run" / "samples.jsonl")}) == [1, 3]
 
@@ -438,3 +441,50 @@ def test_sft_leaves_out_targets_longer_than_max_seq_length(tiny_model_dir, tiny_
                           tokenizer, problems, run)
     assert str(error.value) == (f"every training example is longer than max_seq_length "
                                 f"({short - 1} tokens)")
+
+
+class FakeCuda:
+    """Stands in for torch.cuda's peak-memory counters (no GPU here)."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+
+    def allocate(self, gib: float) -> None:
+        self.peak = max(self.peak, gib)
+
+    def max_memory_allocated(self) -> float:
+        return self.peak * 2**30
+
+    def reset_peak_memory_stats(self) -> None:
+        self.peak = 0.0
+
+
+def test_stage_clock_nests_stages_and_gives_each_the_peaks_inside_it():
+    from rlkd_lite.train.callbacks import StageClock
+
+    cuda = FakeCuda()
+    clock = StageClock()
+    clock.cuda = cuda
+
+    class Trainer:
+        def _generate_single_turn(self):
+            cuda.allocate(5.0)
+
+        def _calculate_rewards(self):
+            cuda.allocate(3.0)
+
+        def _generate_and_score_completions(self):
+            cuda.allocate(2.0)
+            self._generate_single_turn()
+            self._calculate_rewards()
+
+    trainer = Trainer()
+    clock.attach(trainer)
+    clock.begin_step()
+    cuda.allocate(7.0)  # before the rollout: the step's, no stage's
+    trainer._generate_and_score_completions()
+    taken = clock.take()
+    assert taken["peak_gib"] == 7.0
+    assert (taken["rollout_peak_gib"], taken["generate_peak_gib"],
+            taken["rewards_peak_gib"]) == (5.0, 5.0, 3.0)
+    assert taken["rollout_s"] >= taken["generate_s"] + taken["rewards_s"] > 0

@@ -20,7 +20,7 @@ ShapeName = Enum("ShapeName", {name: name for name in RANDOM_SHAPES}, type=str)
 MEASURES = (
     ("step s", "step_time_s"), ("generate s", "generate_s"),
     ("decompose s", "structure_decompose_s"), ("judge s", "structure_judge_s"),
-    ("train s", "train_s"), ("tokens/s", "tokens_per_s"),
+    ("log-probs s", "logprobs_s"), ("train s", "train_s"), ("tokens/s", "tokens_per_s"),
     ("generate ms/decode step", "generate_ms_per_decode_step"),
     ("decompose ms/decode step", "decompose_ms_per_decode_step"),
     ("first step s", "first_step_s"), ("peak GiB", "peak_gpu_gib"),

@@ -36,7 +36,7 @@ from typing import Any
 
 VARIANTS = {"rlkd-unsloth": ("rlkd", "unsloth"), "grpo-unsloth": ("grpo", "unsloth"),
             "grpo-hf": ("grpo", "hf")}
-STAGES = ("step_time_s", "generate_s", "rewards_s", "structure_decompose_s",
+STAGES = ("step_time_s", "rollout_s", "generate_s", "rewards_s", "structure_decompose_s",
           "structure_judge_s")
 
 
@@ -189,7 +189,10 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     }
     for stage in STAGES:
         summary[stage] = statistics.mean(r.get(stage, 0.0) for r in steady)
-    summary["train_s"] = summary["step_time_s"] - summary["generate_s"] - summary["rewards_s"]
+    # The rollout stage holds generation and rewards; the rest of it is mostly the reference
+    # model's log-probs (and the old policy's, off-policy). The rest of the step is training.
+    summary["logprobs_s"] = summary["rollout_s"] - summary["generate_s"] - summary["rewards_s"]
+    summary["train_s"] = summary["step_time_s"] - summary["rollout_s"]
     summary["generate_ms_per_decode_step"] = ms_per_decode_step(steady, "generate_s",
                                                                 "completion_tokens_max")
     summary["decompose_ms_per_decode_step"] = ms_per_decode_step(

@@ -13,16 +13,20 @@ from rlkd_lite.train.run_dir import RunDir, is_main_process
 
 
 class StageClock:
-    """Seconds and peak GPU memory per stage of a step: generation and reward scoring are
-    measured by wrapping the trainer's own methods (TRL's; Unsloth's rewrite keeps the names),
-    the rest of the step is the training pass. Memory peaks are GiB allocated by torch."""
+    """Seconds and peak GPU memory per stage of a step, measured by wrapping the trainer's own
+    methods (TRL's; Unsloth's rewrite keeps the names). `rollout` is the whole generation batch:
+    generation, the reference (and, off-policy, old) log-probs and the rewards, which are also
+    timed on their own inside it; the rest of the step is the training pass. Memory peaks are
+    GiB allocated by torch; a peak inside a stage counts for every stage it is nested in."""
 
-    STAGES = {"generate": "_generate_single_turn", "rewards": "_calculate_rewards"}
+    STAGES = {"rollout": "_generate_and_score_completions",
+              "generate": "_generate_single_turn", "rewards": "_calculate_rewards"}
 
     def __init__(self) -> None:
         import torch
 
         self.cuda = torch.cuda if torch.cuda.is_available() else None
+        self._open: list[str] = []
         self._clear()
 
     def _clear(self) -> None:
@@ -36,33 +40,37 @@ class StageClock:
             if original is not None:
                 setattr(trainer, method, self._timed(stage, original))
 
-    def _peak_since_last_read(self) -> float:
+    def _read_peak(self) -> None:
+        """Fold the peak since the last read into the step and the stages open now."""
         if self.cuda is None:
-            return 0.0
+            return
         peak = self.cuda.max_memory_allocated() / 2**30
         self.cuda.reset_peak_memory_stats()
         self.step_peak = max(self.step_peak, peak)
-        return peak
+        for stage in self._open:
+            self.peaks[stage] = max(self.peaks[stage], peak)
 
     def _timed(self, stage: str, function: Any) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            self._peak_since_last_read()  # what came before belongs to the step, not the stage
+            self._read_peak()  # what came before belongs to the stages around, not this one
+            self._open.append(stage)
             start = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
                 self.seconds[stage] += time.perf_counter() - start
-                self.peaks[stage] = max(self.peaks[stage], self._peak_since_last_read())
+                self._read_peak()
+                self._open.remove(stage)
         return timed
 
     def begin_step(self) -> None:
-        self._peak_since_last_read()
+        self._read_peak()
         self._clear()
 
     def take(self) -> dict[str, float]:
-        """This step's numbers (`generate_s`, `rewards_s`, and with a GPU `peak_gib` and each
-        stage's `..._peak_gib`), then start over."""
-        self._peak_since_last_read()
+        """This step's numbers (`rollout_s`, `generate_s`, `rewards_s`, and with a GPU
+        `peak_gib` and each stage's `..._peak_gib`), then start over."""
+        self._read_peak()
         taken = {f"{stage}_s": value for stage, value in self.seconds.items()}
         if self.cuda is not None:
             taken["peak_gib"] = self.step_peak
