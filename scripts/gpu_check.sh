@@ -2,7 +2,9 @@
 # The project's GPU check, run once per session on a lent GPU machine (see shared GPU.md):
 #   1. scripts/gpu_decode_check.py: generation in the middle of training on the 4-bit Unsloth
 #      model: the model's mode after a GSRM call, eager against CUDA-graph decoding (identical
-#      tokens, ms per token), the GSRM decomposer's time and peak memory.
+#      tokens, ms per token), the GSRM decomposer's time and peak memory, and what a decode step
+#      costs for 8, 32 and 64 rows, rollouts against decompositions (DECODE_ARGS='--parts
+#      scaling' runs that part alone).
 #   2. `rlkd-lite bench` on a random-initialised Qwen2.5-1.5B shape (4-bit, LoRA r16,
 #      8 generations x 256 tokens): rlkd through Unsloth with the in-process GSRM, grpo through
 #      Unsloth, plain TRL+PEFT+bitsandbytes grpo; step time by stage, tokens/s, peak memory.
@@ -14,9 +16,9 @@
 # installed (e.g. `bash scripts/setup.sh` on your own GPU machine). Writes logs and
 # JSON to $OUT. Extra bench flags go in BENCH_ARGS; BENCH_COMPARE runs the bench again with
 # other flags, once per ';'-separated set (before/after on the same machine). SKIP_DECODE=1
-# leaves out step 1 (about 2 minutes) when the bench runs need the time.
+# leaves out step 1 (about 3 minutes) when the bench runs need the time.
 # A dry run on a CPU: SKIP_WHEELS=1 PYTHON=python BENCH_RECIPE=bench-tiny BENCH_SHAPE=tiny \
-#   DECODE_ARGS='--tokens 8 --max-seq-length 2048' GSRM_CHECK=1 \
+#   DECODE_ARGS='--tokens 8 --max-seq-length 2048 --scaling-tokens 8 --scaling-rows 8,16' GSRM_CHECK=1 \
 #   GSRM_ARGS='--recipe gsrm-tiny-cpu --traces 8 --set gsrm_max_new_tokens=16' bash scripts/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/rlkd-gpu-out}
@@ -44,7 +46,7 @@ SHAPE=${BENCH_SHAPE:-qwen2.5-1.5b}
 $PY -c "from pathlib import Path; from rlkd_lite.train.bench import build_random_model; \
 build_random_model('$SHAPE', Path('$WORK'))" 2>&1 | tail -1
 if [ -z "${SKIP_DECODE:-}" ]; then
-  timeout "${DECODE_TIMEOUT:-180}" $PY scripts/gpu_decode_check.py --model-dir "$WORK/random-$SHAPE" \
+  timeout "${DECODE_TIMEOUT:-240}" $PY scripts/gpu_decode_check.py --model-dir "$WORK/random-$SHAPE" \
     --json "$OUT/decode.json" ${DECODE_ARGS:-} 2>&1 | grep -v "Loading weights\|_pytree\|torchao" \
     | tee "$OUT/decode.log"
 fi

@@ -13,6 +13,13 @@ Unsloth model.
 3. The GSRM decomposer (few-shot, bare base, 8 rollout-sized reasonings, `--tokens` budget) the
    way the reward calls it: seconds and peak GPU memory, eager and with graphs, the seconds of
    its prefill (a one-token budget), and 32 reasonings in one call with graphs.
+4. Scaling: what one decode step costs, with graphs, for 8, 32 and 64 rows (what
+   `steps_per_generation` 1, 4 and 8 give the rollouts and the GSRM), each call made as in
+   training (the model in training mode, so every call captures its graphs anew): rollouts
+   (the question as prompt, student adapter, greedy and sampled) and decompositions (zero-shot
+   prompt with a rollout-sized reasoning, gsrm adapter and bare base). A call's seconds are
+   split into prefill (a 1-token call), the first decode step (graph capture included: a
+   2-token call minus the prefill) and ms per later decode step.
 
 DIR is a saved model, e.g. the bench's random-init Qwen2.5-1.5B shape (random weights never
 emit EOS, so every call runs to the token budget). Exit code 1 when tokens differ or a mode is
@@ -146,11 +153,83 @@ def time_decomposer(model: Any, tokenizer: Any, tokens: int, graphs: Any) -> dic
     return out
 
 
+def decode_scaling(model: Any, tokenizer: Any, tokens: int, rows: list[int],
+                   repeats: int = 3) -> dict[str, Any]:
+    """Prefill, first decode step and ms per later decode step, by kind of call and rows."""
+    import torch
+    from peft import LoraConfig
+
+    from rlkd_lite.data.problems import load_problems
+    from rlkd_lite.models.adapters import add_frozen_adapter, use_adapter
+    from rlkd_lite.models.generation import decode_graphs
+    from rlkd_lite.structure.decomposers import DecomposeInput
+    from rlkd_lite.structure.llm import (GSRMDecomposer, chat_token_ids, decomposition_messages,
+                                         left_padded_batches)
+
+    if "gsrm" not in model.peft_config:  # untrained (B = 0): costs what a trained one does
+        add_frozen_adapter(model, "gsrm", LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0))
+    problems = load_problems("synthetic", subset=8, seed=2)
+
+    def repeated(values: list[Any], n: int) -> list[Any]:
+        return [values[i % len(values)] for i in range(n)]
+
+    def rollout(n: int, sample: bool) -> tuple[Any, int]:
+        ids = chat_token_ids(tokenizer, repeated(
+            [[{"role": "user", "content": p.question}] for p in problems], n))
+        _, input_ids, attention_mask = next(left_padded_batches(tokenizer, ids, n, model.device))
+
+        def call(new_tokens: int) -> None:
+            with use_adapter(model, "default"), decode_graphs(model), torch.inference_mode():
+                model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                               max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                               do_sample=sample, temperature=0.7 if sample else None,
+                               repetition_penalty=1.0, use_cache=True,
+                               pad_token_id=tokenizer.pad_token_id)
+        return call, input_ids.shape[1]
+
+    def decompose(n: int, adapter: str | None) -> tuple[Any, int]:
+        # Rollout-sized reasoning: each synthetic trace twice (about 250 tokens).
+        items = repeated([DecomposeInput(p.question, " ".join([p.reasoning or ""] * 2))
+                          for p in problems], n)
+        prompt_tokens = max(len(ids) for ids in chat_token_ids(tokenizer, [
+            decomposition_messages(i.question, i.reasoning, False) for i in items]))
+
+        def call(new_tokens: int) -> None:
+            GSRMDecomposer(model, tokenizer, adapter=adapter, batch_size=n,
+                           max_new_tokens=new_tokens, few_shot=False).completions(items)
+        return call, prompt_tokens
+
+    kinds = {"rollout_greedy": lambda n: rollout(n, False),
+             "rollout_sampled": lambda n: rollout(n, True),
+             "gsrm_adapter": lambda n: decompose(n, "gsrm"),
+             "gsrm_bare_base": lambda n: decompose(n, None)}
+    out: dict[str, Any] = {}
+    for kind, make in kinds.items():
+        for n in rows:
+            call, prompt_tokens = make(n)
+            call(tokens)  # warm-up: compilation, allocator
+            # The fastest of `repeats` calls of each length: one call is too noisy to subtract.
+            prefill, two, full = (min(_timed(lambda: call(length))[1] for _ in range(repeats))
+                                  for length in (1, 2, tokens))
+            out.setdefault(kind, {})[f"rows_{n}"] = result = {
+                "prompt_tokens": prompt_tokens, "prefill_s": round(prefill, 4),
+                "first_decode_step_s": round(two - prefill, 4),
+                "ms_per_decode_step": round(1000 * (full - two) / (tokens - 2), 2)}
+            print(kind, n, result, flush=True)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", required=True, help="Saved model to load in 4-bit.")
     parser.add_argument("--tokens", type=int, default=128, help="New tokens per generate call.")
     parser.add_argument("--json", help="Also write the results here.")
+    parser.add_argument("--parts", default="modes,graphs,decomposer,scaling",
+                        help="Comma-separated parts to run: modes, graphs, decomposer, scaling.")
+    parser.add_argument("--scaling-tokens", type=int, default=64,
+                        help="New tokens per call in the scaling part (at least 3).")
+    parser.add_argument("--scaling-rows", default="8,32,64",
+                        help="Comma-separated batch sizes of the scaling part.")
     parser.add_argument("--max-seq-length", type=int, default=2048,
                         help="Sequence length the model is loaded for.")
     args = parser.parse_args()
@@ -179,14 +258,23 @@ def main() -> int:
     parts = (("modes", lambda: check_modes(model, input_ids, attention_mask)),
              ("graphs", lambda: compare_graphs(model, input_ids, attention_mask, args.tokens,
                                                graphs)),
-             ("decomposer", lambda: time_decomposer(model, tokenizer, args.tokens, graphs)))
+             ("decomposer", lambda: time_decomposer(model, tokenizer, args.tokens, graphs)),
+             ("scaling", lambda: decode_scaling(
+                 model, tokenizer, args.scaling_tokens,
+                 [int(n) for n in args.scaling_rows.split(",")])))
+    wanted = set(args.parts.split(","))
+    unknown = wanted - {name for name, _ in parts}
+    if unknown or args.scaling_tokens < 3:
+        parser.error(f"unknown parts {sorted(unknown)}" if unknown else "--scaling-tokens < 3")
     for name, part in parts:  # each part is printed and saved as soon as it is done
+        if name not in wanted:
+            continue
         report[name] = part()
         print(json.dumps({name: report[name]}, indent=2), flush=True)
         if args.json:
             write_json_atomic(args.json, report)
-    ok = report["modes"]["restored"] and all(
-        r["identical_tokens"] for r in report["graphs"].values())
+    ok = report.get("modes", {"restored": True})["restored"] and all(
+        r["identical_tokens"] for r in report.get("graphs", {}).values())
     return 0 if ok else 1
 
 
