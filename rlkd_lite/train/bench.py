@@ -208,8 +208,8 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
 def ms_per_decode_step(rows: list[dict[str, Any]], seconds: str, steps: str) -> float | None:
     """Milliseconds a stage spent per batched decode step (one forward pass for the whole
     batch), prefill and bookkeeping included: its seconds over its decode steps, both summed
-    over the steps that ran it. Decoding is bound by per-step overhead, not by batch size, so
-    this compares the rollouts' decoding with the GSRM's. None where no row counts the steps."""
+    over the steps that ran it: the rollouts' decoding against the GSRM's, and one batch size
+    against another. None where no row counts the steps."""
     ran = [row for row in rows if row.get(steps)]
     if not ran:
         return None

@@ -135,9 +135,10 @@ class RunConfig:
                                     "(the paper sums).", default=False)
     gsrm_max_new_tokens: int = doc("Token budget of one GSRM decomposition.")
     gsrm_batch_size: int = doc(
-        "Completions decomposed per generate call. A decode step costs about the same for a "
-        "bigger batch, so at best all the rollouts of a generation (per_device_train_batch_size "
-        "× steps_per_generation) in one call, memory permitting.")
+        "Completions decomposed per generate call. A bigger batch costs less per token (on an "
+        "H200, 36 ms a decode step for 64 rows against 16.5 ms for 8), so at best all the "
+        "rollouts of a generation (per_device_train_batch_size × steps_per_generation) in one "
+        "call, memory permitting.")
     judge_batch_size: int = doc("Step pairs judged per forward pass.")
 
     # --- optimisation ------------------------------------------------------------------------
@@ -151,10 +152,11 @@ class RunConfig:
     gradient_accumulation_steps: int = doc("Micro-batches per optimizer step.")
     steps_per_generation: int | None = doc(
         "Micro-batches generated (and rewarded) at once (TRL's steps_per_generation; default: "
-        "gradient_accumulation_steps, one generation per optimizer step). More amortises the "
-        "rollouts and the GSRM's decompositions, whose decoding costs about the same for a "
-        "bigger batch; the later optimizer steps of a generation then train slightly off-policy "
-        "(TRL corrects with importance ratios).", default=None)
+        "gradient_accumulation_steps, one generation per optimizer step). More decodes the "
+        "rollouts and the GSRM's decompositions in bigger batches, which cost less per token: "
+        "on an H200 the RLKD step fell from 7.4 s to 3.1 s with 4 and 2.8 s with 8 (README). "
+        "The later optimizer steps of a generation train off-policy (TRL corrects with "
+        "importance ratios).", default=None)
     num_generations: int = doc("GRPO group size: completions sampled per prompt.")
     max_prompt_length: int = doc("Prompts longer than this (tokens) are dropped at load time.")
     max_completion_length: int = doc("Longest completion sampled, in tokens.")
