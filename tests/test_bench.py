@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from rlkd_lite.cli import app
 from rlkd_lite.train.bench import (BenchTargets, check_targets, ms_per_decode_step,
-                                   structure_seconds)
+                                   structure_seconds, whole_cycle_steps)
 from rlkd_lite.train.run_dir import RunDir
 
 
@@ -96,6 +96,11 @@ def test_steps_sharing_a_generation_are_averaged_over_whole_cycles(tmp_path):
     # Tokens per second of the whole cycle, not a mean that counts the second step as 0.
     assert summary["tokens_per_s"] == pytest.approx(
         rows[2]["completion_tokens"] / (rows[2]["step_time_s"] + rows[3]["step_time_s"]))
+
+
+def test_bench_steps_cover_at_least_two_whole_generation_cycles():
+    assert [whole_cycle_steps(steps, 1) for steps in (1, 2, 3)] == [2, 2, 3]
+    assert [whole_cycle_steps(steps, 4) for steps in (1, 5, 8, 9)] == [8, 8, 8, 12]
 
 
 def test_time_per_decode_step_counts_only_the_steps_that_decoded():

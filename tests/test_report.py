@@ -33,7 +33,8 @@ METRICS = [
      "tag_count": 0.5, "structure": 1.25, "reward": 36.0, "tokens_per_s": 44.0},
 ]
 CURVE_TITLES = ["accuracy reward", "format reward", "tag_count reward", "structure reward",
-                "total reward (weighted)", "loss", "step time (s)", "completion tokens per second"]
+                "total reward (weighted)", "loss", "step time (s)",
+                "rollout tokens per second (steps that generate)"]
 
 
 def jsonl(rows) -> str:

@@ -338,6 +338,20 @@ def test_steps_per_generation_generates_and_rewards_once_for_several_steps(tiny_
     assert sorted({s["step"] for s in read_jsonl(tmp_path / "run" / "samples.jsonl")}) == [1, 3]
 
 
+def test_a_step_that_generates_twice_counts_both_generations_tokens(tiny_model_dir, tmp_path):
+    from rlkd_lite.train.config import load_config
+    from rlkd_lite.train.run import run_training
+
+    # Two micro-batches per optimizer step, each generated apart (steps_per_generation 1).
+    config = load_config(TEST_RECIPE, {
+        "model": str(tiny_model_dir), "gradient_accumulation_steps": 2,
+        "steps_per_generation": 1, "output_dir": str(tmp_path / "run"), "max_steps": 1})
+    run_training(config)
+    [row] = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert row["completion_tokens"] == round(
+        row["completion_tokens_mean"] * 2 * config.per_device_train_batch_size)
+
+
 def test_steps_per_generation_must_fill_whole_groups(tiny_model_dir):
     from rlkd_lite.errors import RlkdError
     from rlkd_lite.train.config import load_config

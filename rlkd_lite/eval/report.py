@@ -33,7 +33,8 @@ from rlkd_lite.train.run_dir import RunDir, read_log_rows
 REPORT_FILE = "report.html"
 CURVES = (*((name, f"{name} reward") for name in REWARDS),
           ("reward", "total reward (weighted)"), ("loss", "loss"),
-          ("step_time_s", "step time (s)"), ("tokens_per_s", "completion tokens per second"))
+          ("step_time_s", "step time (s)"),
+          ("tokens_per_s", "rollout tokens per second (steps that generate)"))
 """(metrics.jsonl key, chart title) of every curve drawn when the run logged it."""
 CONFIG_SHOWN = ("model", "method", "backend", "data", "subset", "decomposer", "judge",
                 "max_steps", "num_generations", "max_completion_length", "learning_rate")

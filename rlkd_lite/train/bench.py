@@ -160,8 +160,8 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     # Steps between generations (steps_per_generation): the mean covers whole cycles after the
     # first, so that each generation's cost is spread over the steps that share it.
     cycle = config.steps_per_rollout()
-    if steps < 2 * cycle:
-        steps = 2 * cycle
+    if whole_cycle_steps(steps, cycle) != steps:
+        steps = whole_cycle_steps(steps, cycle)
         config = dataclasses.replace(config, max_steps=steps, save_steps=steps,
                                      sample_every=steps)
     import torch
@@ -203,6 +203,11 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
         summary["judge_pairs"] = pairs
         summary["judge_batch_s"] = time_judge(config, result.model, result.tokenizer, pairs)
     return summary
+
+
+def whole_cycle_steps(steps: int, cycle: int) -> int:
+    """`steps` rounded up to whole generation cycles of `cycle` steps, at least two."""
+    return max(2, -(-steps // cycle)) * cycle
 
 
 def ms_per_decode_step(rows: list[dict[str, Any]], seconds: str, steps: str) -> float | None:

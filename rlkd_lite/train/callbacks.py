@@ -32,6 +32,7 @@ class StageClock:
     def _clear(self) -> None:
         self.seconds = dict.fromkeys(self.STAGES, 0.0)
         self.peaks = dict.fromkeys(self.STAGES, 0.0)
+        self.calls = dict.fromkeys(self.STAGES, 0)
         self.step_peak = 0.0
 
     def attach(self, trainer: Any) -> None:
@@ -54,13 +55,16 @@ class StageClock:
         def timed(*args: Any, **kwargs: Any) -> Any:
             self._read_peak()  # what came before belongs to the stages around, not this one
             self._open.append(stage)
+            self.calls[stage] += 1
             start = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
                 self.seconds[stage] += time.perf_counter() - start
-                self._read_peak()
-                self._open.remove(stage)
+                try:
+                    self._read_peak()
+                finally:
+                    self._open.remove(stage)
         return timed
 
     def begin_step(self) -> None:
@@ -84,9 +88,10 @@ class RunLogCallback(TrainerCallback):
     distributed run only the main process writes (every process keeps `latest`).
 
     Step time is measured here (wall clock from step begin to step end, generation included)
-    so it means the same for GRPO and SFT. A step that generated logs its completion tokens
-    (`completion_tokens`: all the rollouts of the generation, which with steps_per_generation
-    serve several steps) and those tokens per second of the step (`tokens_per_s`).
+    so it means the same for GRPO and SFT. A step that generated logs its completion tokens on
+    this device (`completion_tokens`: all the rollouts of its generations, which with
+    steps_per_generation serve several steps) and those tokens per second of the step
+    (`tokens_per_s`).
     """
 
     def __init__(self, run: RunDir, last: LastBatch | None, *, completions_per_generation: int,
@@ -96,6 +101,7 @@ class RunLogCallback(TrainerCallback):
         self.sample_every, self.samples_per_log = sample_every, samples_per_log
         self._step_start = time.perf_counter()
         self.step_seconds = 0.0
+        self.generations = 0
         self.stages: dict[str, float] = {}
         self.clock = StageClock()
         self.latest: dict[str, Any] = {}
@@ -107,6 +113,8 @@ class RunLogCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step_seconds = time.perf_counter() - self._step_start
+        # More than one when steps_per_generation is below gradient_accumulation_steps.
+        self.generations = self.clock.calls["rollout"]
         self.stages = self.clock.take()
         # Steps that share a generation (steps_per_generation) share its batch: write it once.
         last = self.last
@@ -134,7 +142,8 @@ class RunLogCallback(TrainerCallback):
         length = logs.get("completions/mean_length")
         if length is not None and self.step_seconds > 0:
             row["completion_tokens_mean"] = length
-            row["completion_tokens"] = round(length * self.completions_per_generation)
+            row["completion_tokens"] = round(
+                length * self.completions_per_generation * max(1, self.generations))
             row["tokens_per_s"] = round(row["completion_tokens"] / self.step_seconds, 2)
         if logs.get("completions/max_length") is not None:
             # The rollouts' decode steps: a batch decodes until its longest completion ends.
