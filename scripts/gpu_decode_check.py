@@ -11,15 +11,16 @@ Unsloth model.
    its CUDA-graph replay for this model type. The tokens must be identical; ms per token and
    Unsloth's replay counters are printed.
 3. The GSRM decomposer (few-shot, bare base, 8 rollout-sized reasonings, `--tokens` budget) the
-   way the reward calls it: seconds and peak GPU memory, eager and with graphs, the seconds of
-   its prefill (a one-token budget), and 32 reasonings in one call with graphs.
+   way the reward calls it: seconds and peak GPU memory, eager and with graphs, and the seconds
+   of its prefill (a one-token budget).
 4. Scaling: what one decode step costs, with graphs, for 8, 32 and 64 rows (what
    `steps_per_generation` 1, 4 and 8 give the rollouts and the GSRM), each call made as in
    training (the model in training mode, so every call captures its graphs anew): rollouts
    (the question as prompt, student adapter, greedy and sampled) and decompositions (zero-shot
    prompt with a rollout-sized reasoning, gsrm adapter and bare base). A call's seconds are
-   split into prefill (a 1-token call), the first decode step (graph capture included: a
-   2-token call minus the prefill) and ms per later decode step.
+   split into prefill, the first decode step (eager: it fills the graph's KV cache), the
+   second (the graph's capture) and ms per later decode step (replays), from calls of 1, 2, 3
+   and `--scaling-tokens` new tokens.
 
 DIR is a saved model, e.g. the bench's random-init Qwen2.5-1.5B shape (random weights never
 emit EOS, so every call runs to the token budget). Exit code 1 when tokens differ or a mode is
@@ -28,6 +29,7 @@ not restored.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -115,20 +117,38 @@ def compare_graphs(model: Any, input_ids: Any, attention_mask: Any, tokens: int,
     return results
 
 
-def time_decomposer(model: Any, tokenizer: Any, tokens: int, graphs: Any) -> dict[str, Any]:
-    """The reward's GSRM call on 8 rollout-sized reasonings, eager and with graphs; then 32 in
-    one call with graphs (what `steps_per_generation` 4 asks of it: does a decode step cost
-    about the same for 4× the batch?)."""
-    import torch
-
+def rollout_sized_items(n: int, seed: int) -> list[Any]:
+    """`n` decomposition inputs whose reasoning is rollout-sized: a synthetic problem's trace
+    twice (about 250 tokens), the 8 problems of `seed` repeated as needed."""
     from rlkd_lite.data.problems import load_problems
     from rlkd_lite.structure.decomposers import DecomposeInput
+
+    problems = load_problems("synthetic", subset=8, seed=seed)
+    return [DecomposeInput(p.question, " ".join([p.reasoning or ""] * 2))
+            for p in (problems[i % len(problems)] for i in range(n))]
+
+
+def question_batch(tokenizer: Any, device: Any, n: int, seed: int = 0) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) of `n` chat prompts holding a synthetic question each, as a
+    rollout's prompt does: the 8 problems of `seed` repeated as needed."""
+    from rlkd_lite.data.problems import load_problems
+    from rlkd_lite.structure.llm import chat_token_ids, left_padded_batches
+
+    problems = load_problems("synthetic", subset=8, seed=seed)
+    questions = [problems[i % len(problems)].question for i in range(n)]
+    ids = chat_token_ids(tokenizer, [[{"role": "user", "content": q}] for q in questions])
+    _, input_ids, attention_mask = next(left_padded_batches(tokenizer, ids, n, device))
+    return input_ids, attention_mask
+
+
+def time_decomposer(model: Any, tokenizer: Any, tokens: int, graphs: Any) -> dict[str, Any]:
+    """The reward's GSRM call on 8 rollout-sized reasonings, eager and with graphs, and the
+    seconds of its prefill (a one-token budget)."""
+    import torch
+
     from rlkd_lite.structure.llm import GSRMDecomposer
 
-    problems = load_problems("synthetic", subset=32, seed=1)
-    # Rollout-sized reasoning: each synthetic trace twice (about 250 tokens).
-    all_items = [DecomposeInput(p.question, " ".join([p.reasoning or ""] * 2)) for p in problems]
-    items = all_items[:8]
+    items = rollout_sized_items(8, seed=1)
     decomposer = GSRMDecomposer(model, tokenizer, adapter=None, batch_size=8,
                                 max_new_tokens=tokens)
     out: dict[str, Any] = {}
@@ -146,75 +166,79 @@ def time_decomposer(model: Any, tokenizer: Any, tokens: int, graphs: Any) -> dic
                      "peak_gib": round(torch.cuda.max_memory_allocated() / GIB, 2) if cuda
                      else None}
     graphs.ENABLED = None
-    wide = GSRMDecomposer(model, tokenizer, adapter=None, batch_size=len(all_items),
-                          max_new_tokens=tokens)
-    wide(all_items)  # warm-up: a new batch size captures new graphs
-    out[f"graphs_batch_{len(all_items)}_s"] = round(_timed(lambda: wide(all_items))[1], 3)
     return out
 
 
 def decode_scaling(model: Any, tokenizer: Any, tokens: int, rows: list[int],
                    repeats: int = 3) -> dict[str, Any]:
-    """Prefill, first decode step and ms per later decode step, by kind of call and rows."""
+    """Prefill, first two decode steps and ms per later decode step, by kind of call and rows.
+
+    Calls of 1, 2, 3 and `tokens` new tokens, the fastest of `repeats` each (one call is too
+    noisy to subtract). Unsloth runs the first decode step eagerly (it fills the graph's KV
+    cache) and captures the graph on the second; the later steps replay it. The GSRM's seconds
+    include building its prompts, as in the reward."""
     import torch
     from peft import LoraConfig
 
-    from rlkd_lite.data.problems import load_problems
-    from rlkd_lite.models.adapters import add_frozen_adapter, use_adapter
+    from rlkd_lite.models.adapters import GSRM_ADAPTER, STUDENT_ADAPTER, add_frozen_adapter
+    from rlkd_lite.models.adapters import use_adapter
     from rlkd_lite.models.generation import decode_graphs
-    from rlkd_lite.structure.decomposers import DecomposeInput
-    from rlkd_lite.structure.llm import (GSRMDecomposer, chat_token_ids, decomposition_messages,
-                                         left_padded_batches)
+    from rlkd_lite.structure.llm import GSRMDecomposer, chat_token_ids, decomposition_messages
 
-    if "gsrm" not in model.peft_config:  # untrained (B = 0): costs what a trained one does
-        add_frozen_adapter(model, "gsrm", LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0))
-    problems = load_problems("synthetic", subset=8, seed=2)
+    if GSRM_ADAPTER not in model.peft_config:  # untrained (B = 0): costs what a trained one does
+        add_frozen_adapter(model, GSRM_ADAPTER, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0))
+    lengths = (1, 2, 3, tokens)
 
-    def repeated(values: list[Any], n: int) -> list[Any]:
-        return [values[i % len(values)] for i in range(n)]
+    def rollout(n: int, sample: bool) -> tuple[dict[int, Any], int]:
+        input_ids, attention_mask = question_batch(tokenizer, model.device, n, seed=2)
 
-    def rollout(n: int, sample: bool) -> tuple[Any, int]:
-        ids = chat_token_ids(tokenizer, repeated(
-            [[{"role": "user", "content": p.question}] for p in problems], n))
-        _, input_ids, attention_mask = next(left_padded_batches(tokenizer, ids, n, model.device))
+        def call(new_tokens: int) -> int:
+            with use_adapter(model, STUDENT_ADAPTER), decode_graphs(model), \
+                    torch.inference_mode():
+                output = model.generate(
+                    input_ids=input_ids, attention_mask=attention_mask,
+                    max_new_tokens=new_tokens, do_sample=sample,
+                    temperature=0.7 if sample else None, repetition_penalty=1.0,
+                    use_cache=True, pad_token_id=tokenizer.pad_token_id)
+            return output.shape[1] - input_ids.shape[1]
+        return {length: functools.partial(call, length) for length in lengths}, \
+            input_ids.shape[1]
 
-        def call(new_tokens: int) -> None:
-            with use_adapter(model, "default"), decode_graphs(model), torch.inference_mode():
-                model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                               max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                               do_sample=sample, temperature=0.7 if sample else None,
-                               repetition_penalty=1.0, use_cache=True,
-                               pad_token_id=tokenizer.pad_token_id)
-        return call, input_ids.shape[1]
-
-    def decompose(n: int, adapter: str | None) -> tuple[Any, int]:
-        # Rollout-sized reasoning: each synthetic trace twice (about 250 tokens).
-        items = repeated([DecomposeInput(p.question, " ".join([p.reasoning or ""] * 2))
-                          for p in problems], n)
+    def decompose(n: int, adapter: str | None) -> tuple[dict[int, Any], int]:
+        items = rollout_sized_items(n, seed=2)
         prompt_tokens = max(len(ids) for ids in chat_token_ids(tokenizer, [
             decomposition_messages(i.question, i.reasoning, False) for i in items]))
 
-        def call(new_tokens: int) -> None:
-            GSRMDecomposer(model, tokenizer, adapter=adapter, batch_size=n,
-                           max_new_tokens=new_tokens, few_shot=False).completions(items)
-        return call, prompt_tokens
+        def caller(decomposer: GSRMDecomposer) -> Any:
+            def call() -> int:
+                decomposer.completions(items)
+                return decomposer.last_counts["decode_steps"]
+            return call
+        return {length: caller(GSRMDecomposer(model, tokenizer, adapter=adapter, batch_size=n,
+                                              max_new_tokens=length, few_shot=False))
+                for length in lengths}, prompt_tokens
 
     kinds = {"rollout_greedy": lambda n: rollout(n, False),
              "rollout_sampled": lambda n: rollout(n, True),
-             "gsrm_adapter": lambda n: decompose(n, "gsrm"),
+             "gsrm_adapter": lambda n: decompose(n, GSRM_ADAPTER),
              "gsrm_bare_base": lambda n: decompose(n, None)}
     out: dict[str, Any] = {}
     for kind, make in kinds.items():
         for n in rows:
-            call, prompt_tokens = make(n)
-            call(tokens)  # warm-up: compilation, allocator
-            # The fastest of `repeats` calls of each length: one call is too noisy to subtract.
-            prefill, two, full = (min(_timed(lambda: call(length))[1] for _ in range(repeats))
-                                  for length in (1, 2, tokens))
+            calls, prompt_tokens = make(n)
+            calls[tokens]()  # warm-up: compilation, allocator
+            seconds, steps = {}, 0
+            for length, call in calls.items():
+                runs = [_timed(call) for _ in range(repeats)]
+                seconds[length] = min(elapsed for _, elapsed in runs)
+                steps = runs[0][0]  # decode steps; the last length's is kept
             out.setdefault(kind, {})[f"rows_{n}"] = result = {
-                "prompt_tokens": prompt_tokens, "prefill_s": round(prefill, 4),
-                "first_decode_step_s": round(two - prefill, 4),
-                "ms_per_decode_step": round(1000 * (full - two) / (tokens - 2), 2)}
+                "prompt_tokens": prompt_tokens, "prefill_s": round(seconds[1], 4),
+                "first_decode_step_s": round(seconds[2] - seconds[1], 4),
+                "second_decode_step_s": round(seconds[3] - seconds[2], 4),
+                "decode_steps": steps,
+                "ms_per_later_decode_step": round(
+                    1000 * (seconds[tokens] - seconds[3]) / max(1, steps - 3), 2)}
             print(kind, n, result, flush=True)
     return out
 
@@ -227,7 +251,7 @@ def main() -> int:
     parser.add_argument("--parts", default="modes,graphs,decomposer,scaling",
                         help="Comma-separated parts to run: modes, graphs, decomposer, scaling.")
     parser.add_argument("--scaling-tokens", type=int, default=64,
-                        help="New tokens per call in the scaling part (at least 3).")
+                        help="New tokens of the longest call in the scaling part (at least 8).")
     parser.add_argument("--scaling-rows", default="8,32,64",
                         help="Comma-separated batch sizes of the scaling part.")
     parser.add_argument("--max-seq-length", type=int, default=2048,
@@ -245,14 +269,9 @@ def main() -> int:
     graphs = sys.modules.get("unsloth.models._decode_graphs") or types.SimpleNamespace(
         ENABLED=None, stats=lambda model: {})
 
-    from rlkd_lite.data.problems import load_problems
-    from rlkd_lite.structure.llm import chat_token_ids, left_padded_batches
-
-    prompts = [[{"role": "user", "content": p.question}]
-               for p in load_problems("synthetic", subset=8)]
-    ids = chat_token_ids(tokenizer, prompts)
-    _, input_ids, attention_mask = next(left_padded_batches(tokenizer, ids, 8, model.device))
     from rlkd_lite.data.jsonl import write_json_atomic
+
+    input_ids, attention_mask = question_batch(tokenizer, model.device, 8)
 
     report: dict[str, Any] = {}
     parts = (("modes", lambda: check_modes(model, input_ids, attention_mask)),
@@ -264,8 +283,8 @@ def main() -> int:
                  [int(n) for n in args.scaling_rows.split(",")])))
     wanted = set(args.parts.split(","))
     unknown = wanted - {name for name, _ in parts}
-    if unknown or args.scaling_tokens < 3:
-        parser.error(f"unknown parts {sorted(unknown)}" if unknown else "--scaling-tokens < 3")
+    if unknown or args.scaling_tokens < 8:
+        parser.error(f"unknown parts {sorted(unknown)}" if unknown else "--scaling-tokens < 8")
     for name, part in parts:  # each part is printed and saved as soon as it is done
         if name not in wanted:
             continue
