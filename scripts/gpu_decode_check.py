@@ -117,26 +117,30 @@ def compare_graphs(model: Any, input_ids: Any, attention_mask: Any, tokens: int,
     return results
 
 
-def rollout_sized_items(n: int, seed: int) -> list[Any]:
-    """`n` decomposition inputs whose reasoning is rollout-sized: a synthetic problem's trace
-    twice (about 250 tokens), the 8 problems of `seed` repeated as needed."""
+def synthetic_problems(n: int, seed: int) -> list[Any]:
+    """`n` synthetic problems: the 8 of `seed`, repeated as needed."""
     from rlkd_lite.data.problems import load_problems
-    from rlkd_lite.structure.decomposers import DecomposeInput
 
     problems = load_problems("synthetic", subset=8, seed=seed)
+    return [problems[i % len(problems)] for i in range(n)]
+
+
+def rollout_sized_items(n: int, seed: int) -> list[Any]:
+    """`n` decomposition inputs whose reasoning is rollout-sized: a synthetic problem's trace
+    twice (about 250 tokens)."""
+    from rlkd_lite.structure.decomposers import DecomposeInput
+
     return [DecomposeInput(p.question, " ".join([p.reasoning or ""] * 2))
-            for p in (problems[i % len(problems)] for i in range(n))]
+            for p in synthetic_problems(n, seed)]
 
 
 def question_batch(tokenizer: Any, device: Any, n: int, seed: int = 0) -> tuple[Any, Any]:
     """(input_ids, attention_mask) of `n` chat prompts holding a synthetic question each, as a
-    rollout's prompt does: the 8 problems of `seed` repeated as needed."""
-    from rlkd_lite.data.problems import load_problems
+    rollout's prompt does."""
     from rlkd_lite.structure.llm import chat_token_ids, left_padded_batches
 
-    problems = load_problems("synthetic", subset=8, seed=seed)
-    questions = [problems[i % len(problems)].question for i in range(n)]
-    ids = chat_token_ids(tokenizer, [[{"role": "user", "content": q}] for q in questions])
+    ids = chat_token_ids(tokenizer, [[{"role": "user", "content": p.question}]
+                                     for p in synthetic_problems(n, seed)])
     _, input_ids, attention_mask = next(left_padded_batches(tokenizer, ids, n, device))
     return input_ids, attention_mask
 
@@ -243,20 +247,49 @@ def decode_scaling(model: Any, tokenizer: Any, tokens: int, rows: list[int],
     return out
 
 
+PARTS = ("modes", "graphs", "decomposer", "scaling")
+
+
+def _names(allowed: tuple[str, ...]) -> Any:
+    def parse(text: str) -> set[str]:
+        names = set(text.split(","))
+        if names - set(allowed):
+            raise argparse.ArgumentTypeError(
+                f"unknown {sorted(names - set(allowed))}; choose from {', '.join(allowed)}")
+        return names
+    return parse
+
+
+def _at_least(low: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"at least {low}, got {value}")
+        return value
+    return parse
+
+
+def _positive_ints(text: str) -> list[int]:
+    return [_at_least(1)(part) for part in text.split(",")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", required=True, help="Saved model to load in 4-bit.")
     parser.add_argument("--tokens", type=int, default=128, help="New tokens per generate call.")
     parser.add_argument("--json", help="Also write the results here.")
-    parser.add_argument("--parts", default="modes,graphs,decomposer,scaling",
-                        help="Comma-separated parts to run: modes, graphs, decomposer, scaling.")
-    parser.add_argument("--scaling-tokens", type=int, default=64,
+    parser.add_argument("--parts", type=_names(PARTS), default=",".join(PARTS),
+                        help=f"Comma-separated parts to run: {', '.join(PARTS)}.")
+    parser.add_argument("--scaling-tokens", type=_at_least(8), default=64,
                         help="New tokens of the longest call in the scaling part (at least 8).")
-    parser.add_argument("--scaling-rows", default="8,32,64",
+    parser.add_argument("--scaling-rows", type=_positive_ints, default="8,32,64",
                         help="Comma-separated batch sizes of the scaling part.")
     parser.add_argument("--max-seq-length", type=int, default=2048,
                         help="Sequence length the model is loaded for.")
-    args = parser.parse_args()
+    args = parser.parse_args()  # bad flags are refused here, before minutes of model loading
 
     from rlkd_lite.models.loading import LoraSettings, load_student
 
@@ -278,15 +311,10 @@ def main() -> int:
              ("graphs", lambda: compare_graphs(model, input_ids, attention_mask, args.tokens,
                                                graphs)),
              ("decomposer", lambda: time_decomposer(model, tokenizer, args.tokens, graphs)),
-             ("scaling", lambda: decode_scaling(
-                 model, tokenizer, args.scaling_tokens,
-                 [int(n) for n in args.scaling_rows.split(",")])))
-    wanted = set(args.parts.split(","))
-    unknown = wanted - {name for name, _ in parts}
-    if unknown or args.scaling_tokens < 8:
-        parser.error(f"unknown parts {sorted(unknown)}" if unknown else "--scaling-tokens < 8")
+             ("scaling", lambda: decode_scaling(model, tokenizer, args.scaling_tokens,
+                                                args.scaling_rows)))
     for name, part in parts:  # each part is printed and saved as soon as it is done
-        if name not in wanted:
+        if name not in args.parts:
             continue
         report[name] = part()
         print(json.dumps({name: report[name]}, indent=2), flush=True)

@@ -160,8 +160,8 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     # Steps between generations (steps_per_generation): the mean covers whole cycles after the
     # first, so that each generation's cost is spread over the steps that share it.
     cycle = config.steps_per_rollout()
-    if whole_cycle_steps(steps, cycle) != steps:
-        steps = whole_cycle_steps(steps, cycle)
+    if (whole := whole_cycle_steps(steps, cycle)) != steps:
+        steps = whole
         config = dataclasses.replace(config, max_steps=steps, save_steps=steps,
                                      sample_every=steps)
     import torch
