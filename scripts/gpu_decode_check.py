@@ -21,6 +21,13 @@ Unsloth model.
    split into prefill, the first decode step (eager: it fills the graph's KV cache), the
    second (the graph's capture) and ms per later decode step (replays), from calls of 1, 2, 3
    and `--scaling-tokens` new tokens.
+5. Profile: where one GSRM call's time goes (zero-shot, gsrm adapter, 8 rollout-sized
+   reasonings, a 4-step limit as from a teacher, `--tokens` budget). A decode step costs
+   8-15 ms on an H200, 1.4-2.2x that for 8x the rows: it looks host bound. Forward hooks on the
+   causal LM split each step's host time into the model's forward (Unsloth's graph segments
+   and the eager attention between them) and the rest of transformers' generate loop (logits
+   processing, stopping criteria, cache bookkeeping); torch.profiler then lists the ops with
+   the most host time and the most GPU time, and the share of the call the GPU was busy.
 
 DIR is a saved model, e.g. the bench's random-init Qwen2.5-1.5B shape (random weights never
 emit EOS, so every call runs to the token budget). Exit code 1 when tokens differ or a mode is
@@ -247,7 +254,70 @@ def decode_scaling(model: Any, tokenizer: Any, tokens: int, rows: list[int],
     return out
 
 
-PARTS = ("modes", "graphs", "decomposer", "scaling")
+def profile_decomposer(model: Any, tokenizer: Any, tokens: int, top: int = 12) -> dict[str, Any]:
+    """Host time inside the model's forward against the rest of generate, per decode step, for
+    one GSRM call; then the ops with the most host and GPU time under torch.profiler (which
+    slows a host-bound loop, so the split is timed without it)."""
+    import torch
+    from peft import LoraConfig
+    from torch.profiler import ProfilerActivity, profile
+
+    from rlkd_lite.models.adapters import GSRM_ADAPTER, add_frozen_adapter
+    from rlkd_lite.structure.llm import GSRMDecomposer
+
+    if GSRM_ADAPTER not in model.peft_config:
+        add_frozen_adapter(model, GSRM_ADAPTER, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0))
+    items = rollout_sized_items(8, seed=3)
+    # max_steps: the teacher's step count, as in the reward (its stopping criterion runs).
+    decomposer = GSRMDecomposer(model, tokenizer, adapter=GSRM_ADAPTER, batch_size=8,
+                                max_new_tokens=tokens, max_steps=4, few_shot=False)
+    decomposer.completions(items)  # warm-up: compilation, allocator
+
+    forward_s: list[float] = []
+    started: list[float] = []
+    causal_lm = model.get_base_model()
+    hooks = (causal_lm.register_forward_pre_hook(lambda *_: started.append(time.perf_counter())),
+             causal_lm.register_forward_hook(
+                 lambda *_: forward_s.append(time.perf_counter() - started.pop())))
+    try:
+        _, wall = _timed(lambda: decomposer.completions(items))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    steps = decomposer.last_counts["decode_steps"]
+    # forward_s[0] is the prefill; [1] the eager first decode step; [2] the graph capture.
+    later = forward_s[3:]
+    out: dict[str, Any] = {
+        "rows": len(items), "decode_steps": steps, "wall_s": round(wall, 3),
+        "prefill_forward_s": round(forward_s[0], 4) if forward_s else None,
+        "ms_per_step": round(1000 * wall / max(1, steps), 2),
+        "forward_ms_per_later_step": round(1000 * sum(later) / len(later), 2) if later else None,
+        # The rest of the call: generate's loop, plus building the prompts and decoding the
+        # output (a few ms per call, spread over its steps).
+        "outside_forward_ms_per_step": round(1000 * (wall - sum(forward_s)) / max(1, steps), 2),
+    }
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                           if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        _, profiled_wall = _timed(lambda: decomposer.completions(items))
+    events = prof.key_averages()
+
+    def device_us(event: Any) -> float:
+        return getattr(event, "self_device_time_total", 0.0) or 0.0
+
+    def table(key: Any) -> list[dict[str, Any]]:
+        return [{"op": e.key, "calls": e.count,
+                 "host_ms": round(e.self_cpu_time_total / 1000, 2),
+                 "gpu_ms": round(device_us(e) / 1000, 2)}
+                for e in sorted(events, key=key, reverse=True)[:top]]
+    out["profiled_wall_s"] = round(profiled_wall, 3)
+    out["gpu_busy_share"] = round(sum(device_us(e) for e in events) / 1e6 / profiled_wall, 3)
+    out["top_host_ops"] = table(lambda e: e.self_cpu_time_total)
+    out["top_gpu_ops"] = table(device_us)
+    return out
+
+
+PARTS = ("modes", "graphs", "decomposer", "scaling", "profile")
 
 
 def _names(allowed: tuple[str, ...]) -> Any:
@@ -312,7 +382,8 @@ def main() -> int:
                                                graphs)),
              ("decomposer", lambda: time_decomposer(model, tokenizer, args.tokens, graphs)),
              ("scaling", lambda: decode_scaling(model, tokenizer, args.scaling_tokens,
-                                                args.scaling_rows)))
+                                                args.scaling_rows)),
+             ("profile", lambda: profile_decomposer(model, tokenizer, args.tokens)))
     for name, part in parts:  # each part is printed and saved as soon as it is done
         if name not in args.parts:
             continue

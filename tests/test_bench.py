@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from rlkd_lite.cli import app
 from rlkd_lite.train.bench import (BenchTargets, check_targets, ms_per_decode_step,
-                                   structure_seconds, whole_cycle_steps)
+                                   bench_steps, structure_seconds)
 from rlkd_lite.train.run_dir import RunDir
 
 
@@ -26,6 +26,7 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, [
         "bench", "--recipe", "bench-tiny", "--shape", "tiny", "--steps", "2",
+        "--warmup-steps", "1",
         "--variants", "rlkd-unsloth,grpo-unsloth", "--judge-pairs-per-rollout", "2",
         "--set", "gsrm_max_new_tokens=12", "--set", "init_adapter=null",  # null: sent as text
         "--workdir", str(tmp_path), "--json", str(out)])
@@ -35,6 +36,7 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
     assert (rlkd["variant"], grpo["variant"]) == ("rlkd-unsloth", "grpo-unsloth")
     for r in (rlkd, grpo):
         assert r["steps"] == 2 and r["step_time_s"] > 0 and r["generate_s"] > 0
+        assert r["warmup_steps"] == 1 and len(r["warmup_step_s"]) == 1
         # The rollout stage (generation, log-probs, rewards) is timed around its parts.
         assert r["rollout_s"] > r["generate_s"] + r["rewards_s"]
         assert r["logprobs_s"] == pytest.approx(r["rollout_s"] - r["generate_s"] - r["rewards_s"])
@@ -78,7 +80,7 @@ def test_bench_gsrm_can_be_the_few_shot_bare_base(tmp_path):
     model = build_random_model("tiny", tmp_path)
     summary = run_variant("rlkd-unsloth", "bench-tiny", str(model), 1, str(tmp_path / "run"), 0,
                           parse_set_overrides(["gsrm_adapter=null", "gsrm_max_new_tokens=4"]),
-                          gsrm_adapter=str(tmp_path / "not-used"))
+                          gsrm_adapter=str(tmp_path / "not-used"), warmup_steps=1)
     assert summary["gsrm"] == "bare base, few-shot"
 
 
@@ -88,7 +90,8 @@ def test_steps_sharing_a_generation_are_averaged_over_whole_cycles(tmp_path):
 
     model = build_random_model("tiny", tmp_path)
     summary = run_variant("grpo-unsloth", "bench-tiny", str(model), 1, str(tmp_path / "run"), 0,
-                          {"steps_per_generation": 2})  # 2 optimizer steps per generation
+                          {"steps_per_generation": 2},  # 2 optimizer steps per generation
+                          warmup_steps=1)
     assert (summary["steps"], summary["steps_per_rollout"]) == (4, 2)  # raised to two cycles
     rows = RunDir(tmp_path / "run").metric_rows()
     assert [row.get("generate_s", 0) > 0 for row in rows] == [True, False, True, False]
@@ -98,9 +101,13 @@ def test_steps_sharing_a_generation_are_averaged_over_whole_cycles(tmp_path):
         rows[2]["completion_tokens"] / (rows[2]["step_time_s"] + rows[3]["step_time_s"]))
 
 
-def test_bench_steps_cover_at_least_two_whole_generation_cycles():
-    assert [whole_cycle_steps(steps, 1) for steps in (1, 2, 3)] == [2, 2, 3]
-    assert [whole_cycle_steps(steps, 4) for steps in (1, 5, 8, 9)] == [8, 8, 8, 12]
+def test_bench_steps_leave_out_whole_warm_up_cycles_and_measure_at_least_one():
+    # One step per generation: the warm-up as asked (at least the compiling first step).
+    assert [bench_steps(8, warmup, 1) for warmup in (0, 1, 3)] == [(8, 1), (8, 1), (8, 3)]
+    assert bench_steps(3, 3, 1) == (4, 3)  # at least one measured step
+    # Four steps per generation: whole cycles on both sides.
+    assert [bench_steps(steps, 3, 4) for steps in (1, 8, 9)] == [(8, 4), (8, 4), (12, 4)]
+    assert bench_steps(8, 5, 4) == (12, 8)
 
 
 def test_time_per_decode_step_counts_only_the_steps_that_decoded():

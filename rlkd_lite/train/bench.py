@@ -14,9 +14,11 @@ decomposition runs to its token limit: the numbers are an upper bound on generat
 nothing about accuracy. The GSRM runs as in a real RLKD run (README, "The whole path"): a gsrm
 adapter beside the student, prompted zero-shot. Untrained here (`build_random_gsrm_adapter`), it
 costs what a trained one does; `--set gsrm_adapter=null` times the few-shot bare base instead.
-The first step (compilation, warm-up) is reported apart from the mean, which covers the steps
-after the first generation cycle (one step, or `steps_per_generation` ÷
-`gradient_accumulation_steps` steps when several share a generation).
+The mean leaves out the warm-up steps (`warmup_steps`, rounded up to whole generation cycles: a
+cycle is one step, or `steps_per_generation` ÷ `gradient_accumulation_steps` steps when several
+share a generation). The first step compiles; on an H200 steps 2 and 3 still ran 1.1–1.7 s
+slower than steps 4–8 (why is not measured), so a mean over steps 2–3 alone, as this bench took
+before, overstated the step. The first step is reported apart.
 """
 from __future__ import annotations
 
@@ -141,8 +143,9 @@ def build_random_gsrm_adapter(model_dir: Path, config: Any) -> Path:
 
 def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: str,
                 judge_pairs_per_rollout: int, overrides: dict[str, Any] | None = None,
-                gsrm_adapter: str | None = None) -> dict[str, Any]:
-    """Train `steps` steps of one variant in this process and summarise its metrics.
+                gsrm_adapter: str | None = None, *, warmup_steps: int) -> dict[str, Any]:
+    """Train `steps` steps of one variant in this process and summarise its metrics over the
+    steps after `warmup_steps` (both rounded up to whole generation cycles, `bench_steps`).
     `overrides` are recipe fields set for every variant (the variant's method and backend win).
     `gsrm_adapter` is loaded beside the student of an rlkd variant, unless `overrides` name
     one or clear it (`gsrm_adapter=null`)."""
@@ -158,10 +161,11 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
         **overrides, "model": model_dir, "method": method, "backend": backend,
         "max_steps": steps, "output_dir": out_dir, "save_steps": steps, "sample_every": steps})
     # Steps between generations (steps_per_generation): the mean covers whole cycles after the
-    # first, so that each generation's cost is spread over the steps that share it.
+    # warm-up, so that each generation's cost is spread over the steps that share it.
     cycle = config.steps_per_rollout()
-    if (whole := whole_cycle_steps(steps, cycle)) != steps:
-        steps = whole
+    total, warmup = bench_steps(steps, warmup_steps, cycle)
+    if total != steps:
+        steps = total
         config = dataclasses.replace(config, max_steps=steps, save_steps=steps,
                                      sample_every=steps)
     import torch
@@ -171,10 +175,12 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     result = run_training(config)
     total = time.perf_counter() - start
     rows = RunDir(Path(out_dir)).metric_rows()
-    steady = rows[cycle:] or rows
+    steady = rows[warmup:] or rows
     summary: dict[str, Any] = {
         "variant": variant, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
-        "steps": result.steps, "steps_per_rollout": cycle, "first_step_s": rows[0]["step_time_s"],
+        "steps": result.steps, "steps_per_rollout": cycle, "warmup_steps": warmup,
+        "first_step_s": rows[0]["step_time_s"],
+        "warmup_step_s": [round(r["step_time_s"], 3) for r in rows[:warmup]],
         "run_s": round(total, 2),
         # Rollout tokens over the time of all the steady steps: with steps_per_generation,
         # one step generates for the steps after it.
@@ -205,9 +211,12 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     return summary
 
 
-def whole_cycle_steps(steps: int, cycle: int) -> int:
-    """`steps` rounded up to whole generation cycles of `cycle` steps, at least two."""
-    return max(2, -(-steps // cycle)) * cycle
+def bench_steps(steps: int, warmup_steps: int, cycle: int) -> tuple[int, int]:
+    """(steps to run, warm-up steps left out of the mean) for generation cycles of `cycle`
+    steps: the warm-up rounded up to whole cycles, at least the first; the run rounded up to
+    whole cycles, at least one after the warm-up."""
+    warmup = max(1, -(-warmup_steps // cycle)) * cycle
+    return max(-(-steps // cycle) * cycle, warmup + cycle), warmup
 
 
 def ms_per_decode_step(rows: list[dict[str, Any]], seconds: str, steps: str) -> float | None:
@@ -248,7 +257,7 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int,
+def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int, warmup_steps: int,
               judge_pairs_per_rollout: int, workdir: Path, set_pairs: list[str] | None = None,
               on_variant: Any = None) -> list[dict[str, Any]]:
     """Build the model once, then run each variant in a fresh Python process. `set_pairs` are
@@ -277,7 +286,7 @@ def run_bench(*, recipe: str, shape: str, variants: list[str], steps: int,
         report.unlink(missing_ok=True)
         job = {"variant": variant, "recipe": recipe, "model_dir": str(model_dir),
                "gsrm_adapter": gsrm_adapter and str(gsrm_adapter), "steps": steps,
-               "out_dir": str(out),
+               "warmup_steps": warmup_steps, "out_dir": str(out),
                "judge_pairs_per_rollout": judge_pairs_per_rollout,
                "set": set_pairs or []}
         if on_variant:
@@ -340,7 +349,8 @@ def _worker(job_json: str, report: str) -> None:
     job = json.loads(job_json)
     summary = run_variant(job["variant"], job["recipe"], job["model_dir"], job["steps"],
                           job["out_dir"], job["judge_pairs_per_rollout"],
-                          parse_set_overrides(job["set"]), job["gsrm_adapter"])
+                          parse_set_overrides(job["set"]), job["gsrm_adapter"],
+                          warmup_steps=job["warmup_steps"])
     from rlkd_lite.data.jsonl import write_json_atomic
 
     write_json_atomic(report, summary)

@@ -154,7 +154,8 @@ class RunConfig:
         "Micro-batches generated (and rewarded) at once (TRL's steps_per_generation; default: "
         "gradient_accumulation_steps, one generation per optimizer step). More decodes the "
         "rollouts and the GSRM's decompositions in bigger batches, which cost less per token: "
-        "on an H200 the RLKD step fell from 7.4 s to 3.1 s with 4 and 2.8 s with 8 (README). "
+        "on an H200 the RLKD step took 3.1 s with 4 and 2.8 s with 8, against 4.7 s with 1 "
+        "(README; not measured in the same call). "
         "The later optimizer steps of a generation train off-policy (TRL corrects with "
         "importance ratios).", default=None)
     num_generations: int = doc("GRPO group size: completions sampled per prompt.")
