@@ -128,6 +128,7 @@ def test_a_corrupt_config_in_the_run_directory_is_named(workdir, config_text, me
     (["--shape", "tinyy"], "Invalid value for '--shape'"),
     (["--steps", "0"], "Invalid value for '--steps'"),
     (["--steps", "-2"], "Invalid value for '--steps'"),
+    (["--warmup-steps", "-1"], "Invalid value for '--warmup-steps'"),
 ])
 def test_bench_refuses_an_unknown_shape_and_too_few_steps(workdir, args, message):
     code, output = cli("bench", "--recipe", "bench-tiny", "--workdir", "work", *args)

@@ -40,7 +40,7 @@ def bench(
     warmup_steps: int = typer.Option(
         3, min=0,
         help="Steps left out of the mean, rounded up to whole generation cycles (at least the "
-             "first: it compiles). On an H200 steps 2 and 3 still ran 1.1-1.7 s slower than "
+             "first: it compiles). On an H200 step 2 or 3 still ran 1.1-1.7 s slower than "
              "steps 4-8."),
     judge_pairs_per_rollout: int = typer.Option(
         12, min=0,

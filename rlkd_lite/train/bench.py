@@ -16,8 +16,8 @@ adapter beside the student, prompted zero-shot. Untrained here (`build_random_gs
 costs what a trained one does; `--set gsrm_adapter=null` times the few-shot bare base instead.
 The mean leaves out the warm-up steps (`warmup_steps`, rounded up to whole generation cycles: a
 cycle is one step, or `steps_per_generation` ÷ `gradient_accumulation_steps` steps when several
-share a generation). The first step compiles; on an H200 steps 2 and 3 still ran 1.1–1.7 s
-slower than steps 4–8 (why is not measured), so a mean over steps 2–3 alone, as this bench took
+share a generation). The first step compiles; on an H200 step 2 or 3 still ran 1.1–1.7 s slower
+than steps 4–8 (why is not measured), so a mean over steps 2–3 alone, as this bench took
 before, overstated the step. The first step is reported apart.
 """
 from __future__ import annotations
@@ -163,9 +163,9 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     # Steps between generations (steps_per_generation): the mean covers whole cycles after the
     # warm-up, so that each generation's cost is spread over the steps that share it.
     cycle = config.steps_per_rollout()
-    total, warmup = bench_steps(steps, warmup_steps, cycle)
-    if total != steps:
-        steps = total
+    steps_to_run, warmup = bench_steps(steps, warmup_steps, cycle)
+    if steps_to_run != steps:
+        steps = steps_to_run
         config = dataclasses.replace(config, max_steps=steps, save_steps=steps,
                                      sample_every=steps)
     import torch
