@@ -52,6 +52,13 @@ def test_several_computations_in_one_sentence_are_several_steps():
     assert rules(text) == [Step("She has", "5+3", "8"), Step("apples and pears.", "8*2", "16")]
 
 
+def test_non_ascii_text_is_read_like_ascii_text_and_unicode_digits_count():
+    # ASCII and other text are matched with two compilations of one pattern: same reading.
+    assert rules("Café sells 3*4 = <<3*4=12>>12 buns and 2 + 5 = 7 cakes.") == \
+        [Step("Café sells", "3*4", "12"), Step("buns and cakes.", "2+5", "7")]
+    assert rules("He has \u0663 + 4 = 7 eggs.") == [Step("He has eggs.", "\u0663+4", "7")]
+
+
 def test_lines_without_computations_go_into_the_next_meta_and_trailing_ones_are_dropped():
     text = ("Let us think step by step.\n"
             "There are 5 apples in a box.\n"

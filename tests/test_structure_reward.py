@@ -97,6 +97,19 @@ def test_one_judge_call_for_the_whole_batch_with_every_distinct_aligned_pair():
     assert JudgePair("problem", "m1", "no") in judge.calls[0]
 
 
+def test_a_judge_for_which_identical_texts_match_is_not_asked_about_them():
+    class TrustingJudge(CountingJudge):
+        identical_texts_match = True
+
+    students = [T3, [Step("no", "q1", "a1"), T3[1]], [T3[0], Step("m2", "other", "a2")]]
+    trusting, asking = TrustingJudge(), CountingJudge()
+    assert structure_scores([T3] * 3, students, trusting) == \
+        structure_scores([T3] * 3, students, asking)
+    assert trusting.calls == [[JudgePair("problem", "m1", "no"),
+                               JudgePair("problem", "q2", "other")]]
+    assert all(p.teacher == p.student for p in asking.calls[0][:3])  # asked about copies
+
+
 @pytest.mark.parametrize("broken_judge", [
     lambda pairs: 1 / 0,
     lambda pairs: [True],  # wrong number of verdicts

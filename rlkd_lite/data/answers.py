@@ -128,8 +128,12 @@ def answers_match(predicted: str | None, gold: str) -> bool:
 def _plain(text: str) -> str:
     """`text` with numbers spelled plainly: the typeset minus sign, LaTeX's thousands separators
     ("1{,}500", "1,\\!500", "1\\,500") and escaped dollar sign ("\\$250")."""
-    text = text.replace(TYPESET_MINUS, "-").replace("{,}", ",").replace("\\$", "$")
-    return _LATEX_DIGIT_SPACE_RE.sub("", text.replace("\\!", "")) if "\\" in text else text
+    text = text.replace(TYPESET_MINUS, "-")
+    if "{" in text:  # looking for one character is much quicker than for "{,}"
+        text = text.replace("{,}", ",")
+    if "\\" not in text:  # no LaTeX, as in most text: no more scans for it
+        return text
+    return _LATEX_DIGIT_SPACE_RE.sub("", text.replace("\\$", "$").replace("\\!", ""))
 
 
 def plain_math(text: str, keep_boxed: bool = False) -> str:

@@ -350,6 +350,10 @@ def _decompose(traces: Sequence[Trace],
     return steps[:half], steps[half:]
 
 
+# Encodes one report item per line; made once, as `json.dumps` with options makes one per call.
+_ITEM_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def write_report(path: str | Path, result: ScoreResult) -> None:
     """Write the JSON report atomically: the summary indented, then one item per line.
 
@@ -357,7 +361,7 @@ def write_report(path: str | Path, result: ScoreResult) -> None:
     write them (json's `indent` falls back to the pure-Python encoder, ten times slower).
     """
     report = result.report()
-    items = ",\n    ".join(json.dumps(item, ensure_ascii=False) for item in report["items"])
+    items = ",\n    ".join(map(_ITEM_ENCODER.encode, report["items"]))
     summary = textwrap.indent(json.dumps(report["summary"], ensure_ascii=False, indent=2),
                               "  ").lstrip()
     write_text_atomic(path, f'{{\n  "summary": {summary},\n  "items": [\n    {items}\n  ]\n}}\n')

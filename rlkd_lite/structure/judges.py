@@ -4,7 +4,8 @@ A judge is any callable taking a sequence of `JudgePair` and returning one bool 
 structure reward makes one call per batch (`rlkd_lite.structure.reward`), which lets the `llm` judge
 score all pairs in a few batched forward passes. The judges here are deterministic and need
 no model: `exact` (normalised string equality) and `lexical` (token overlap, numbers by
-value).
+value). Both say so with `identical_texts_match = True`: identical texts always match, and the
+structure reward does not ask such a judge about them (most pairs: students copy steps).
 """
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ class ExactJudge:
 
     A sign or decimal point that starts a number is not punctuation: "-5", ".5" and "5" differ.
     """
+
+    identical_texts_match = True
 
     def __call__(self, pairs: Sequence[JudgePair]) -> list[bool]:
         return [_normalised(p.teacher) == _normalised(p.student) for p in pairs]
@@ -257,6 +260,8 @@ class LexicalJudge:
     numbers pass ("Find the clips sold in May" vs "Natalia sold half as many clips in May" is
     0.75), while steps about another quantity share too little ("In the first part the train
     covers miles" vs "The average speed is miles per hour" is 0.22)."""
+
+    identical_texts_match = True
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD):
         if not 0.0 <= threshold <= 1.0:

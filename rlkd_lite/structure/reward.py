@@ -16,6 +16,8 @@ Here every aligned position's three pairs (meta, sub-problem, answer) of every i
 judge in ONE call, each distinct pair once (the rollouts of a group share their teacher steps and
 often repeat each other), and the gating is applied to the verdicts afterwards; the result
 equals the sequential reference, while an LLM judge gets one big batch instead of many small ones.
+A judge for which identical texts always match (`identical_texts_match`, as the lexical and exact
+judges) is not asked about pairs of identical texts.
 
 One departure: where neither step has meta-reasoning (the `rules` decomposer's bare calculation
 lines have none), `same_problem(meta)` is asked of the two sub-problems instead. Two empty texts
@@ -27,7 +29,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rlkd_lite.structure.judges import Judge, JudgePair
+from rlkd_lite.structure.judges import Judge, JudgePair, PairKind
 from rlkd_lite.structure.steps import Step
 
 log = logging.getLogger(__name__)
@@ -60,13 +62,16 @@ def structure_scores(teacher: Sequence[Sequence[Step]], student: Sequence[Sequen
     """
     if len(teacher) != len(student):
         raise ValueError(f"{len(teacher)} teacher paths but {len(student)} student paths")
-    pairs: list[JudgePair] = []
+    # (kind, teacher text, student text) of every pair: plain tuples, which are cheaper to build
+    # than JudgePairs; only the distinct ones become JudgePairs (`_judge_all`).
+    pairs: list[tuple[PairKind, str, str]] = []
     for t_steps, s_steps in zip(teacher, student):
         for t, s in zip(t_steps, s_steps):
-            choice = ((t.meta, s.meta) if t.meta.strip() or s.meta.strip()
-                      else (t.query, s.query))  # no meta-reasoning on either side
-            pairs += (JudgePair("problem", *choice), JudgePair("problem", t.query, s.query),
-                      JudgePair("answer", t.answer, s.answer))
+            if t.meta.strip() or s.meta.strip():
+                pairs.append(("problem", t.meta, s.meta))
+            else:  # no meta-reasoning on either side
+                pairs.append(("problem", t.query, s.query))
+            pairs += (("problem", t.query, s.query), ("answer", t.answer, s.answer))
     verdicts = _judge_all(judge, pairs)
     scores = []
     offset = 0
@@ -87,12 +92,19 @@ def structure_score(teacher: Sequence[Step], student: Sequence[Step], judge: Jud
     return structure_scores([teacher], [student], judge, normalize)[0]
 
 
-def _judge_all(judge: Judge, pairs: list[JudgePair]) -> list[bool] | None:
-    """The judge's verdicts for `pairs`, asking it about each distinct pair once, or None when
-    it failed (logged, never raised)."""
+def _judge_all(judge: Judge, pairs: list[tuple[PairKind, str, str]]) -> list[bool] | None:
+    """The judge's verdicts for `pairs` (kind, teacher text, student text), asking it about each
+    distinct pair once, or None when it failed (logged, never raised). A judge for which
+    identical texts always match (`identical_texts_match`) is not asked about those."""
     if not pairs:
         return []
-    distinct = list(dict.fromkeys(pairs))
+    skip_identical = getattr(judge, "identical_texts_match", False)
+    # Each pair asked about is hashed once: to its index among the distinct pairs, in
+    # first-seen order; None marks an identical pair not asked about.
+    index_of: dict[tuple[PairKind, str, str], int] = {}
+    indices = [None if skip_identical and pair[1] == pair[2]
+               else index_of.setdefault(pair, len(index_of)) for pair in pairs]
+    distinct = [JudgePair(*pair) for pair in index_of]
     try:
         verdicts = list(judge(distinct))
     except Exception:  # a reward must never crash training; the batch scores 0 instead
@@ -103,8 +115,7 @@ def _judge_all(judge: Judge, pairs: list[JudgePair]) -> list[bool] | None:
         log.warning("structure judge returned %d verdicts for %d pairs; every item of the batch "
                     "scores 0", len(verdicts), len(distinct))
         return None
-    by_pair = dict(zip(distinct, verdicts))
-    return [by_pair[pair] for pair in pairs]
+    return [True if index is None else verdicts[index] for index in indices]
 
 
 def _step_rewards(verdicts: list[bool]) -> list[float]:
