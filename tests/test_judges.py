@@ -117,6 +117,7 @@ def test_exact_still_strips_punctuation_that_is_not_part_of_a_number():
     ("It is -5 degrees", "It is 5 degrees", False),
     ("-5", "-5.0", True), ("-0", "0", True), ("-$5", "-5", True),
     ("12 -5", "12 - 5", True),  # after a number, a minus is subtraction
+    ("12 -$5", "12 - 5", True), ("1 -$.5", "1 - 0.5", True),  # of an amount (was a crash)
 ])
 def test_lexical_answers_keep_the_sign_of_a_number(teacher, student, same):
     assert LexicalJudge()([answer(teacher, student)]) == [same]

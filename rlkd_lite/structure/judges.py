@@ -142,10 +142,10 @@ def _tokens(text: str) -> _Tokens:
     divides_number = False  # whether the last "/" came right after a number
     for token in _TOKEN.findall(text.lower()):
         if token[-1] in _DIGITS:
-            if token[0] == "-" and previous[-1:] in _DIGITS:  # "12 -5": a subtraction
+            if token[0] == "-" and previous[-1:] in _DIGITS:  # "12 -5", "12 -$5": subtraction
                 words.add("-")
                 every.append("-")
-                token = token[1:]
+                token = token[1:].lstrip("$")
             token = _number_token(token)
             quotient = (_quotient_token(numbers[-1], token)
                         if previous == "/" and divides_number else None)
