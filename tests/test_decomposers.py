@@ -83,7 +83,11 @@ def test_final_answer_lines_and_think_blocks():
                                   # degenerate model output (once quadratic in the regex)
                                   "1" * 20_000 + " = x", "1+" * 5_000 + "= 5",
                                   "(" * 5_000 + "1 = 2", "a" + " " * 40_000 + "1",
-                                  "#### " + " " * 40_000 + "x"])
+                                  "#### " + " " * 40_000 + "x",
+                                  # the same with unit words
+                                  "1 a + " * 5_000 + "= 2", "1 apples " * 5_000,
+                                  "1 apples per day x " * 5_000 + "= 2",
+                                  "1 km/day - " * 5_000 + "= 2", "1 aa + 1 = 2 aa " * 5_000])
 def test_text_without_computations_or_junk_never_raises(text):
     steps = rules(text)
     assert isinstance(steps, list)
@@ -175,3 +179,46 @@ def test_a_boxed_answer_without_a_computation_is_not_context_for_the_next_step()
 ])
 def test_chained_equalities(text, steps):
     assert rules(text) == steps
+
+
+@pytest.mark.parametrize("text, steps", [
+    # Up to two unit words after an operand, left out of the sub-problem; the ones after the
+    # result stay in the meta-reasoning, as they do after a computation without units.
+    ("20 apples - 5 apples = 15 apples.", [Step("apples.", "20-5", "15")]),
+    ("She earns $3 per hour x 4 hours = $12.", [Step("She earns.", "3*4", "12")]),
+    ("It takes 2 hours * 60 minutes = 120 minutes.",
+     [Step("It takes minutes.", "2*60", "120")]),
+    ("The cost is 12 dollars + 8 dollars = 20 dollars.",
+     [Step("The cost is dollars.", "12+8", "20")]),
+    ("She stores 5 GB + 3 GB = 8 GB.", [Step("She stores GB.", "5+3", "8")]),
+    # A lone "x" is the operator, not a unit word; a word may start with an x.
+    ("He packs 2 boxes x 3 boxes = 6 boxes.", [Step("He packs boxes.", "2*3", "6")]),
+    ("He tunes 4 xylophones x 3 times = 12 times.", [Step("He tunes times.", "4*3", "12")]),
+    # Per-units.
+    ("She drives 5 km/day * 3 days = 15 km.", [Step("She drives km.", "5*3", "15")]),
+    ("He earns $12/hour x 3 hours = $36.", [Step("He earns.", "12*3", "36")]),
+    ("Café sells 3 buns x 4 = 12 buns.", [Step("Café sells buns.", "3*4", "12")]),
+    # Chained, with units on the value carried on.
+    ("She has 20 apples - 5 apples = 15 apples - 3 apples = 12 apples.",
+     [Step("She has", "20-5", "15"), Step("apples.", "15-3", "12")]),
+    ("It is 3 x 4 = 12, so 12 boxes x 2 = 24 boxes.",
+     [Step("It is", "3*4", "12"), Step("so boxes.", "12*2", "24")]),
+    # Words before a computation that are not followed by an operator stay prose.
+    ("Ann is 5 years old and 3 + 4 = 7.", [Step("Ann is 5 years old and.", "3+4", "7")]),
+    ("She has 5 apples and 3 + 4 = 7 pears.",
+     [Step("She has 5 apples and pears.", "3+4", "7")]),
+])
+def test_operands_with_unit_words(text, steps):
+    assert rules(text) == steps
+
+
+@pytest.mark.parametrize("text", [
+    "She has 5 apples and 3 pears.",
+    "In 2 hours she made 5 more = a total of 7.",
+    "In 2 hours she made 5 more = 12 in all.",  # no operator: "more" is no computation
+    "She has 5 apples and 3 pears = 8 fruits.",
+    "She has 5 big red apples + 3 = 8 apples.",  # three words are prose, not units
+    "So 2 y + 3 = 7 and 3/n + 2 = 5.",  # algebra's one-letter variables are no units
+])
+def test_words_between_numbers_are_not_computations(text):
+    assert rules(text) == []

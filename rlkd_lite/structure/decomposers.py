@@ -43,17 +43,29 @@ class TaggedDecomposer:
 _NUMBER = r"-?\d[\d,]*(?:\.\d+)?%?"
 _OPERATOR = r"[-+*/x×÷^]"
 _OPERAND = r"[$(\d-][\d,.%$()]{0,40}"
+# A unit word after an operand: "20 apples - 5 apples", "$3 per hour x 4 hours", or a per-unit
+# ("5 km/day", "$12/hour": "/" before letters is no division). Two letters at least: the
+# operator "x" ("2 boxes x 3 boxes") and algebra's variables ("2 y + 3 = 7") are no unit
+# words. At most two follow an operand, which keeps most prose out.
+_UNIT_WORD_PATTERN = r"(?:[ \t]+|/)[A-Za-z]{2,20}(?![A-Za-z])"
+_UNITS = rf"(?:{_UNIT_WORD_PATTERN}){{0,2}}"
+# In a computation's text they are the only runs of two letters or more.
+_UNIT_WORD = re.compile(_UNIT_WORD_PATTERN)
 _NUMBER_START = re.compile(_NUMBER)
 # A computation, in one of two forms:
 # - a calculator annotation "<<48/2=24>>" (groups expr, result), with the expression written
 #   before it ("48/2 = $") and the result stated after it ("24") when present;
 # - a free-form "a op b = c" with at least one operator (group equals: from the "=" on; rhs),
-#   perhaps chained: "6 * 3/4 = 18/4 = 4.5", "3 + 4 = 7 + 2 = 9" (`_chain_steps`).
+#   its operands perhaps followed by unit words ("20 apples - 5 apples = 15"), perhaps
+#   chained: "6 * 3/4 = 18/4 = 4.5", "3 + 4 = 7 + 2 = 9" (`_chain_steps`).
 # Every computation starts with a character of [$(\d<-]; stating that first, outside the
 # alternatives, lets the regex engine skip to candidates in C, which makes this several times
 # faster than the same pattern written alternative by alternative. Model output can be
 # degenerate ("1111...", "1+1+1+..." for thousands of characters): matches never start inside
 # a number, and bounded repeats keep each attempt short, so the time stays linear.
+# A chain goes on only up to another "=": looking for one first (a scan that stops there, so
+# it reads no text twice) spares most computations an attempt to read unit words and
+# operators after their result.
 # The whole computation is a group too, so that one `split` gives every part a sentence needs
 # (see `_sentence_steps`).
 _COMPUTATION_PATTERN = (
@@ -61,9 +73,9 @@ _COMPUTATION_PATTERN = (
     r"(?:(?:[\d \t.,$%()+*/x×÷^-]{0,200}=[ \t]*\$?[ \t]*<|(?<=<))"
     r"<(?P<expr>[^<>=]*)=(?P<result>[^<>]*)>>"
     rf"(?:[ \t]*\$?{_NUMBER})?"
-    rf"|[\d,.%$()]{{0,40}}(?:[ \t]*{_OPERATOR}[ \t]*{_OPERAND}){{1,40}}"
+    rf"|[\d,.%$()]{{0,40}}{_UNITS}(?:[ \t]*{_OPERATOR}[ \t]*{_OPERAND}{_UNITS}){{1,40}}"
     rf"(?P<equals>[ \t]*=[ \t]*\$?(?P<rhs>{_NUMBER})"
-    rf"(?P<chain>(?:(?:[ \t]*{_OPERATOR}[ \t]*{_OPERAND}){{0,40}}"
+    rf"(?P<chain>(?:(?=[^=]*=){_UNITS}(?:[ \t]*{_OPERATOR}[ \t]*{_OPERAND}{_UNITS}){{0,40}}"
     rf"[ \t]*=[ \t]*\$?{_NUMBER}){{0,10}}))))"
 )
 _COMPUTATION = re.compile(_COMPUTATION_PATTERN)
@@ -106,6 +118,13 @@ def _canonical(expression: str) -> str:
     return expression if expression.isdecimal() else expression.translate(_CANONICAL_EXPRESSION)
 
 
+def _without_units(computation: str) -> str:
+    """A free-form computation without its unit words: "$3 per hour x 4 hours" -> "$3 x 4"."""
+    # Only text without letters is its own swapcase: most computations, and the check is
+    # cheaper than the regex.
+    return computation if computation.swapcase() == computation else _UNIT_WORD.sub("", computation)
+
+
 def _join(left: str, right: str) -> str:
     """Two pieces of a sentence around a cut-out computation, joined with one space (none
     before punctuation)."""
@@ -127,6 +146,7 @@ class RulesDecomposer:
       the answer (the result, "24"); the written expression before it ("48/2 =") and the
       stated result after it are part of the computation;
     - a free-form computation "a op b = c" (at least one operator) gives "a op b" and "c";
+      up to two unit words after an operand ("20 apples - 5 apples = 15") are left out;
     - failing both, a sentence that ends in a stated result ("The total is 72.") gives its
       subject ("The total") as the sub-problem and the number as the answer.
     Sub-problems and answers are written canonically ("0.2 x $50" -> "0.2*50", "1,200" ->
@@ -214,14 +234,16 @@ def _sentence_steps(sentence: str, context: str, stated_result: bool) -> list[St
             before, context = _join(context, before), ""
         # The text between two computations goes to the second; the last also gets the rest.
         after = pieces[-1] if first + _SPLIT_STRIDE == len(pieces) else ""
-        # A free-form computation (no `expr`) ends with its "=" part.
-        if expr is None and chain:
-            found += _chain_steps(computation[:-len(equals)], equals, before, after)
-        else:
-            if expr is None:
-                expr, result = computation[:-len(equals)], rhs
-            meta = _join(before, after)
-            found.append(Step(meta.strip(" ,;:"), _canonical(expr), _canonical(result)))
+        if expr is None:
+            # A free-form computation ends with its "=" part; its unit words are cut out of
+            # the sub-problem.
+            expr = _without_units(computation[:-len(equals)])
+            if chain:
+                found += _chain_steps(expr, _without_units(equals), before, after)
+                continue
+            result = rhs
+        meta = _join(before, after)
+        found.append(Step(meta.strip(" ,;:"), _canonical(expr), _canonical(result)))
     return found
 
 
