@@ -24,10 +24,11 @@ Unsloth model.
 5. Profile: where one GSRM call's time goes (zero-shot, gsrm adapter, 8 rollout-sized
    reasonings, a 4-step limit as from a teacher, `--tokens` budget). A decode step costs
    8-15 ms on an H200, 1.4-2.2x that for 8x the rows: it looks host bound. Forward hooks on the
-   causal LM split each step's host time into the model's forward (Unsloth's graph segments
-   and the eager attention between them) and the rest of transformers' generate loop (logits
-   processing, stopping criteria, cache bookkeeping); torch.profiler then lists the ops with
-   the most host time and the most GPU time, and the share of the call the GPU was busy.
+   causal LM split each step into the model's forward (Unsloth's graph segments and the eager
+   attention between them) and the rest of transformers' generate loop (logits processing,
+   stopping criteria, cache bookkeeping), on the host clock and with a CUDA sync in each hook;
+   torch.profiler then lists the ops with the most host time, the kernels with the most GPU
+   time, and the share of the call the GPU was busy.
 
 DIR is a saved model, e.g. the bench's random-init Qwen2.5-1.5B shape (random weights never
 emit EOS, so every call runs to the token budget). Exit code 1 when tokens differ or a mode is
@@ -254,12 +255,17 @@ def decode_scaling(model: Any, tokenizer: Any, tokens: int, rows: list[int],
     return out
 
 
-def profile_decomposer(model: Any, tokenizer: Any, tokens: int, top: int = 12) -> dict[str, Any]:
-    """Host time inside the model's forward against the rest of generate, per decode step, for
-    one GSRM call; then the ops with the most host and GPU time under torch.profiler (which
-    slows a host-bound loop, so the split is timed without it)."""
+def profile_decomposer(model: Any, tokenizer: Any, tokens: int, graphs: Any,
+                       top: int = 12) -> dict[str, Any]:
+    """Where one GSRM call's time goes, per decode step: inside the causal LM's forward against
+    the rest of generate, timed by forward hooks twice, on the host clock alone (what the
+    host spends) and with a CUDA sync in each hook (GPU work included in the forward, so that
+    the rest is host work the GPU waits for). Then the ops with the most host time and the
+    kernels with the most GPU time under torch.profiler, which slows a host-bound loop (so the
+    split is timed without it). Unsloth's graph counters say whether the calls replayed."""
     import torch
     from peft import LoraConfig
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     from rlkd_lite.models.adapters import GSRM_ADAPTER, add_frozen_adapter
@@ -272,48 +278,70 @@ def profile_decomposer(model: Any, tokenizer: Any, tokens: int, top: int = 12) -
     decomposer = GSRMDecomposer(model, tokenizer, adapter=GSRM_ADAPTER, batch_size=8,
                                 max_new_tokens=tokens, max_steps=4, few_shot=False)
     decomposer.completions(items)  # warm-up: compilation, allocator
-
-    forward_s: list[float] = []
-    started: list[float] = []
+    cuda = torch.cuda.is_available()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     causal_lm = model.get_base_model()
-    hooks = (causal_lm.register_forward_pre_hook(lambda *_: started.append(time.perf_counter())),
-             causal_lm.register_forward_hook(
-                 lambda *_: forward_s.append(time.perf_counter() - started.pop())))
-    try:
-        _, wall = _timed(lambda: decomposer.completions(items))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    steps = decomposer.last_counts["decode_steps"]
-    # forward_s[0] is the prefill; [1] the eager first decode step; [2] the graph capture.
-    later = forward_s[3:]
-    out: dict[str, Any] = {
-        "rows": len(items), "decode_steps": steps, "wall_s": round(wall, 3),
-        "prefill_forward_s": round(forward_s[0], 4) if forward_s else None,
-        "ms_per_step": round(1000 * wall / max(1, steps), 2),
-        "forward_ms_per_later_step": round(1000 * sum(later) / len(later), 2) if later else None,
-        # The rest of the call: generate's loop, plus building the prompts and decoding the
-        # output (a few ms per call, spread over its steps).
-        "outside_forward_ms_per_step": round(1000 * (wall - sum(forward_s)) / max(1, steps), 2),
-    }
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
-                                           if torch.cuda.is_available() else [])
+
+    def hooked_call(synced: bool) -> dict[str, Any]:
+        forward_s: list[float] = []
+        started: list[float] = []
+
+        def before(*_: Any) -> None:
+            if synced:
+                sync()
+            started.append(time.perf_counter())
+
+        def after(*_: Any) -> None:
+            if synced:
+                sync()
+            forward_s.append(time.perf_counter() - started.pop())
+        stats_before = graphs.stats(causal_lm)
+        hooks = (causal_lm.register_forward_pre_hook(before),
+                 causal_lm.register_forward_hook(after))
+        try:
+            _, wall = _timed(lambda: decomposer.completions(items))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        stats_after = graphs.stats(causal_lm)
+        steps = decomposer.last_counts["decode_steps"]
+        # forward_s[0] is the prefill, [1] the eager first decode step, [2] the second (a
+        # capture, or a replay of graphs kept from the call before: see graph_counts).
+        later = forward_s[3:]
+        return {
+            "wall_s": round(wall, 3), "decode_steps": steps, "forward_calls": len(forward_s),
+            "ms_per_step": round(1000 * wall / max(1, steps), 2),
+            "prefill_forward_s": round(forward_s[0], 4) if forward_s else None,
+            "forward_ms_per_later_step": (round(1000 * sum(later) / len(later), 2) if later
+                                          else None),
+            # Generate's loop outside the forward, plus building the prompts and decoding
+            # the output (a few ms per call), over the decode steps.
+            "outside_forward_ms_per_step": round(1000 * (wall - sum(forward_s)) / max(1, steps),
+                                                 2),
+            "graph_counts": {key: (stats_after[key] - stats_before.get(key, 0)
+                                   if isinstance(stats_after[key], int) else stats_after[key])
+                             for key in stats_after},
+        }
+    out: dict[str, Any] = {"rows": len(items), "host_clock": hooked_call(synced=False),
+                           "synced": hooked_call(synced=True)}
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
         _, profiled_wall = _timed(lambda: decomposer.completions(items))
     events = prof.key_averages()
+    # Kernel time counts once: on the kernels, not again on the ops that launched them.
+    kernels = [e for e in events if e.device_type == DeviceType.CUDA]
 
-    def device_us(event: Any) -> float:
-        return getattr(event, "self_device_time_total", 0.0) or 0.0
-
-    def table(key: Any) -> list[dict[str, Any]]:
+    def table(rows: list[Any], key: Any) -> list[dict[str, Any]]:
         return [{"op": e.key, "calls": e.count,
                  "host_ms": round(e.self_cpu_time_total / 1000, 2),
-                 "gpu_ms": round(device_us(e) / 1000, 2)}
-                for e in sorted(events, key=key, reverse=True)[:top]]
+                 "gpu_ms": round(e.self_device_time_total / 1000, 2)}
+                for e in sorted(rows, key=key, reverse=True)[:top]]
     out["profiled_wall_s"] = round(profiled_wall, 3)
-    out["gpu_busy_share"] = round(sum(device_us(e) for e in events) / 1e6 / profiled_wall, 3)
-    out["top_host_ops"] = table(lambda e: e.self_cpu_time_total)
-    out["top_gpu_ops"] = table(device_us)
+    out["top_host_ops"] = table(list(events), lambda e: e.self_cpu_time_total)
+    out["gpu_busy_share_profiled"] = (round(sum(e.self_device_time_total for e in kernels)
+                                            / 1e6 / profiled_wall, 3) if cuda else None)
+    out["top_gpu_kernels"] = (table(kernels, lambda e: e.self_device_time_total) if cuda
+                              else None)
     return out
 
 
@@ -383,7 +411,7 @@ def main() -> int:
              ("decomposer", lambda: time_decomposer(model, tokenizer, args.tokens, graphs)),
              ("scaling", lambda: decode_scaling(model, tokenizer, args.scaling_tokens,
                                                 args.scaling_rows)),
-             ("profile", lambda: profile_decomposer(model, tokenizer, args.tokens)))
+             ("profile", lambda: profile_decomposer(model, tokenizer, args.tokens, graphs)))
     for name, part in parts:  # each part is printed and saved as soon as it is done
         if name not in args.parts:
             continue

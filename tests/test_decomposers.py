@@ -219,6 +219,17 @@ def test_operands_with_unit_words(text, steps):
     "She has 5 apples and 3 pears = 8 fruits.",
     "She has 5 big red apples + 3 = 8 apples.",  # three words are prose, not units
     "So 2 y + 3 = 7 and 3/n + 2 = 5.",  # algebra's one-letter variables are no units
+    # Words after a bare "-", "$" or "(" are prose, not the units of an operand.
+    "- Remaining apples - 3 = 7", "Answer - total apples + 3 = 10.",
+    "The price in $ per hour x 4 hours = $12.", "( apples + 3 = 5",
 ])
 def test_words_between_numbers_are_not_computations(text):
     assert rules(text) == []
+
+
+def test_split_pieces_follow_the_computation_groups_in_order():
+    # `_sentence_steps` unpacks each computation's groups from `split` by position.
+    from rlkd_lite.structure.decomposers import _COMPUTATION
+
+    assert list(_COMPUTATION.groupindex) == ["computation", "expr", "result", "equals", "rhs",
+                                             "chain"]

@@ -39,9 +39,9 @@ def bench(
                               "whole generation cycles, at least one after the warm-up)."),
     warmup_steps: int = typer.Option(
         3, min=0,
-        help="Steps left out of the mean, rounded up to whole generation cycles (at least the "
-             "first: it compiles). On an H200 step 2 or 3 still ran 1.1-1.7 s slower than "
-             "steps 4-8."),
+        help="Steps left out of the mean, rounded up to whole generation cycles; at least the "
+             "first (it compiles), so 0 counts as 1. The steps right after it can still run "
+             "slow."),
     judge_pairs_per_rollout: int = typer.Option(
         12, min=0,
         help="Step pairs per rollout in the stand-alone llm-judge timing, which stands in for "

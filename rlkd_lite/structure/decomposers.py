@@ -46,9 +46,11 @@ _OPERAND = r"[$(\d-][\d,.%$()]{0,40}"
 # A unit word after an operand: "20 apples - 5 apples", "$3 per hour x 4 hours", or a per-unit
 # ("5 km/day", "$12/hour": "/" before letters is no division). Two letters at least: the
 # operator "x" ("2 boxes x 3 boxes") and algebra's variables ("2 y + 3 = 7") are no unit
-# words. At most two follow an operand, which keeps most prose out.
+# words; a two-letter word is ("2 is + 3 = 5" reads 2+3). At most two follow an operand,
+# which keeps most prose out, and only one that ends in a digit, "%" or ")": after a bare "-",
+# "$" or "(" words are prose ("- Remaining apples - 3 = 7" is a bullet, not a computation).
 _UNIT_WORD_PATTERN = r"(?:[ \t]+|/)[A-Za-z]{2,20}(?![A-Za-z])"
-_UNITS = rf"(?:{_UNIT_WORD_PATTERN}){{0,2}}"
+_UNITS = rf"(?:(?<=[\d%)])(?:{_UNIT_WORD_PATTERN}){{1,2}})?"
 # In a computation's text they are the only runs of two letters or more.
 _UNIT_WORD = re.compile(_UNIT_WORD_PATTERN)
 _NUMBER_START = re.compile(_NUMBER)
@@ -63,9 +65,9 @@ _NUMBER_START = re.compile(_NUMBER)
 # faster than the same pattern written alternative by alternative. Model output can be
 # degenerate ("1111...", "1+1+1+..." for thousands of characters): matches never start inside
 # a number, and bounded repeats keep each attempt short, so the time stays linear.
-# A chain goes on only up to another "=": looking for one first (a scan that stops there, so
-# it reads no text twice) spares most computations an attempt to read unit words and
-# operators after their result.
+# A chain goes on only up to another "=": looking for one first (a scan that stops at the
+# next "=", or at the end of the text) spares most computations an attempt to read unit words
+# and operators after their result.
 # The whole computation is a group too, so that one `split` gives every part a sentence needs
 # (see `_sentence_steps`).
 _COMPUTATION_PATTERN = (

@@ -106,7 +106,7 @@ def _judge_all(judge: Judge, pairs: list[tuple[PairKind, str, str]]) -> list[boo
                else index_of.setdefault(pair, len(index_of)) for pair in pairs]
     distinct = [JudgePair(*pair) for pair in index_of]
     try:
-        verdicts = list(judge(distinct))
+        verdicts = list(judge(distinct)) if distinct else []
     except Exception:  # a reward must never crash training; the batch scores 0 instead
         log.warning("structure judge failed on a batch of %d pairs; every item of the batch "
                     "scores 0", len(distinct), exc_info=True)

@@ -175,7 +175,10 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
     result = run_training(config)
     total = time.perf_counter() - start
     rows = RunDir(Path(out_dir)).metric_rows()
-    steady = rows[warmup:] or rows
+    steady = rows[warmup:]
+    if not steady:
+        raise RuntimeError(f"{variant}: the run logged {len(rows)} step(s), none after the "
+                           f"{warmup} warm-up step(s)")
     summary: dict[str, Any] = {
         "variant": variant, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "steps": result.steps, "steps_per_rollout": cycle, "warmup_steps": warmup,
