@@ -155,6 +155,12 @@ def test_markdown_headings_are_context_not_the_end_of_the_solution():
      [Step("She sold clips in May.", "48/2", "24"), Step("So the total is", "48+24", "72")]),
     ("She sold 48/2 = 24 clips in May.\nThe total is \\boxed{72}.",
      [Step("She sold clips in May.", "48/2", "24")]),
+    # An aligned environment: each row is a line of arithmetic.
+    ("First the eggs, then the boxes:\n\\[\n\\begin{aligned}\n3 + 4 &= 7 \\\\\n"
+     "7 \\times 2 &= 14\n\\end{aligned}\n\\]",
+     [Step("First the eggs, then the boxes", "3+4", "7"), Step("", "7*2", "14")]),
+    (r"\begin{align*} 12 \div 4 & = 3 \\ 3 + 5 & = 8 \end{align*}",
+     [Step("", "12/4", "3"), Step("", "3+5", "8")]),
 ])
 def test_latex_and_markdown_arithmetic(text, steps):
     assert rules(text) == steps

@@ -41,6 +41,11 @@ _LATEX_OPERATORS = {"times": "×", "cdot": "×", "div": "÷"}
 _LATEX_OPERATOR_RE = re.compile(r"\\(times|cdot|div)(?![A-Za-z])")
 _LATEX_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*)\}")
 _LATEX_LAYOUT_RE = re.compile(r"\\[()\[\],;: ]|\\(?:left|right|q?quad)(?![A-Za-z])")
+# Aligned equations: "\begin{aligned} 3 + 4 &= 7 \\ 7 \times 2 &= 14 \end{aligned}". The
+# environment goes, each "\\" row becomes a line and the alignment mark before "=" goes, so
+# that every row reads as the line of arithmetic it is.
+_LATEX_ALIGNED_RE = re.compile(
+    r"\\(?:begin|end)\{(?:aligned|align|split|gathered|eqnarray)\*?\}|(\\\\)|&[ \t]*(?==)")
 _THINK_END = "</think>"
 TYPESET_MINUS = "\u2212"
 """The minus sign of typeset math ("−5"), read as "-" wherever numbers are compared."""
@@ -140,10 +145,13 @@ def plain_math(text: str, keep_boxed: bool = False) -> str:
     """`text` with the LaTeX that models write around arithmetic as plain text: numbers as
     `_plain` spells them, `\\times` and `\\cdot` as "×", `\\div` as "÷", `\\frac{a}{b}` as
     "a/b", `\\text{...}` as its text, `\\boxed{...}` as its contents (unless `keep_boxed`),
-    and no math delimiters (`\\( \\) \\[ \\]`, `\\left`, `\\right`) or spacing commands."""
+    no math delimiters (`\\( \\) \\[ \\]`, `\\left`, `\\right`) or spacing commands, and an
+    aligned environment's rows as lines."""
     text = _plain(text)
     if "\\" not in text:
         return text
+    if "&" in text or "\\begin" in text:
+        text = _LATEX_ALIGNED_RE.sub(lambda m: "\n" if m.group(1) else "", text)
     text = _LATEX_OPERATOR_RE.sub(lambda m: _LATEX_OPERATORS[m.group(1)], text)
     text = _LATEX_TEXT_RE.sub(r"\1", _LATEX_FRACTION_RE.sub(r"\1/\2", text))
     if not keep_boxed:
