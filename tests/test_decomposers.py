@@ -161,6 +161,8 @@ def test_markdown_headings_are_context_not_the_end_of_the_solution():
      [Step("First the eggs, then the boxes", "3+4", "7"), Step("", "7*2", "14")]),
     (r"\begin{align*} 12 \div 4 & = 3 \\ 3 + 5 & = 8 \end{align*}",
      [Step("", "12/4", "3"), Step("", "3+5", "8")]),
+    (r"\begin{aligned} 3 + 4 &= 7 + 2 \\ &= 9 \end{aligned}",  # a row that goes on: a chain
+     [Step("", "3+4", "7"), Step("", "7+2", "9")]),
 ])
 def test_latex_and_markdown_arithmetic(text, steps):
     assert rules(text) == steps

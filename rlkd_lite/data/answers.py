@@ -42,10 +42,12 @@ _LATEX_OPERATOR_RE = re.compile(r"\\(times|cdot|div)(?![A-Za-z])")
 _LATEX_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*)\}")
 _LATEX_LAYOUT_RE = re.compile(r"\\[()\[\],;: ]|\\(?:left|right|q?quad)(?![A-Za-z])")
 # Aligned equations: "\begin{aligned} 3 + 4 &= 7 \\ 7 \times 2 &= 14 \end{aligned}". The
-# environment goes, each "\\" row becomes a line and the alignment mark before "=" goes, so
-# that every row reads as the line of arithmetic it is.
+# environment goes, each "\\" row becomes a line (group 1) unless the next row goes on with
+# "&=" ("3 + 4 &= 7 + 2 \\ &= 9", one chain), and the alignment mark before "=" goes, so
+# that every row reads as the arithmetic it is.
 _LATEX_ALIGNED_RE = re.compile(
-    r"\\(?:begin|end)\{(?:aligned|align|split|gathered|eqnarray)\*?\}|(\\\\)|&[ \t]*(?==)")
+    r"\\(?:begin|end)\{(?:aligned|align|split|gathered|eqnarray)\*?\}|\\\\(?=\s*&)|(\\\\)"
+    r"|&[ \t]*(?==)")
 _THINK_END = "</think>"
 TYPESET_MINUS = "\u2212"
 """The minus sign of typeset math ("−5"), read as "-" wherever numbers are compared."""
