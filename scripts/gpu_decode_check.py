@@ -47,14 +47,19 @@ from typing import Any
 GIB = 2 ** 30
 
 
-def _timed(fn: Any) -> tuple[Any, float]:
+def _sync() -> None:
+    """Wait for the GPU's queued work (nothing to wait for on a CPU)."""
     import torch
 
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    sync()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Any) -> tuple[Any, float]:
+    _sync()
     start = time.perf_counter()
     out = fn()
-    sync()
+    _sync()
     return out, time.perf_counter() - start
 
 
@@ -279,7 +284,6 @@ def profile_decomposer(model: Any, tokenizer: Any, tokens: int, graphs: Any,
                                 max_new_tokens=tokens, max_steps=4, few_shot=False)
     decomposer.completions(items)  # warm-up: compilation, allocator
     cuda = torch.cuda.is_available()
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
     causal_lm = model.get_base_model()
 
     def hooked_call(synced: bool) -> dict[str, Any]:
@@ -288,12 +292,12 @@ def profile_decomposer(model: Any, tokenizer: Any, tokens: int, graphs: Any,
 
         def before(*_: Any) -> None:
             if synced:
-                sync()
+                _sync()
             started.append(time.perf_counter())
 
         def after(*_: Any) -> None:
             if synced:
-                sync()
+                _sync()
             forward_s.append(time.perf_counter() - started.pop())
         stats_before = graphs.stats(causal_lm)
         hooks = (causal_lm.register_forward_pre_hook(before),

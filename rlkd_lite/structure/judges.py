@@ -40,7 +40,11 @@ class JudgePair(NamedTuple):
 
 
 class Judge(Protocol):
-    """Anything that judges a batch of pairs at once."""
+    """Anything that judges a batch of pairs at once.
+
+    A judge may also set `identical_texts_match = True` (as `ExactJudge` and `LexicalJudge`
+    do) when it says yes to every pair of identical texts: the structure reward then does not
+    ask it about those pairs. Without the attribute it is asked about every distinct pair."""
 
     def __call__(self, pairs: Sequence[JudgePair]) -> list[bool]: ...
 
