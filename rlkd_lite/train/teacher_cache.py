@@ -1,12 +1,15 @@
 """Teacher traces are decomposed once per run, before training, and cached on disk.
 
 The cache key is the hash of the decomposer's identity (for the gsrm decomposer: the model,
-the adapter's files and the token room) and the trace text, so a changed trace or decomposer
-never reuses a stale decomposition.
+the adapter's files and the token room), of the code that decomposes (`decomposition_code_digest`)
+and of the trace text, so a changed trace, decomposer or rlkd-lite version never reuses a stale
+decomposition.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,8 +19,32 @@ from rlkd_lite.structure.decomposers import DecomposeInput
 from rlkd_lite.structure.steps import Step, steps_to_dicts
 
 
+DECOMPOSITION_MODULES = (
+    "rlkd_lite.data.answers",         # plain_math: LaTeX and number clean-up before the rules
+    "rlkd_lite.structure.judges",     # arithmetic_value: the rules' check of a computation
+    "rlkd_lite.structure.steps",      # the step parser and format
+    "rlkd_lite.structure.decomposers",  # the rules, tagged and auto decomposers
+    "rlkd_lite.structure.llm",        # the gsrm decomposer's prompt and stopping rule
+)
+"""The modules whose code decides what a decomposer writes for a trace."""
+
+
+@functools.cache
+def decomposition_code_digest() -> str:
+    """A short hash of the source of `DECOMPOSITION_MODULES`: a run resumed after an upgrade
+    that changed how traces are decomposed (a new rules case, a new prompt) decomposes its
+    teacher traces again instead of mixing old and new decompositions. Read from the files,
+    so the torch-backed gsrm module is not imported."""
+    digest = hashlib.sha256()
+    for name in DECOMPOSITION_MODULES:
+        spec = importlib.util.find_spec(name)
+        digest.update(Path(spec.origin).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_key(decomposer_id: str, question: str, reasoning: str) -> str:
-    payload = json.dumps([decomposer_id, question, reasoning], ensure_ascii=False)
+    payload = json.dumps([decomposer_id, decomposition_code_digest(), question, reasoning],
+                         ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
