@@ -87,7 +87,8 @@ def test_final_answer_lines_and_think_blocks():
                                   # the same with unit words
                                   "1 a + " * 5_000 + "= 2", "1 apples " * 5_000,
                                   "1 apples per day x " * 5_000 + "= 2",
-                                  "1 km/day - " * 5_000 + "= 2", "1 aa + 1 = 2 aa " * 5_000])
+                                  "1 km/day - " * 5_000 + "= 2", "1 km/h/h - " * 5_000 + "= 2",
+                                  "1 aa + 1 = 2 aa " * 5_000])
 def test_text_without_computations_or_junk_never_raises(text):
     steps = rules(text)
     assert isinstance(steps, list)
@@ -205,6 +206,8 @@ def test_chained_equalities(text, steps):
     # Per-units.
     ("She drives 5 km/day * 3 days = 15 km.", [Step("She drives km.", "5*3", "15")]),
     ("He earns $12/hour x 3 hours = $36.", [Step("He earns.", "12*3", "36")]),
+    ("He drives 60 km/h * 2 hours = 120 km.", [Step("He drives km.", "60*2", "120")]),
+    ("It flows at 3 ft/s x 10 seconds = 30 ft.", [Step("It flows at ft.", "3*10", "30")]),
     ("Café sells 3 buns x 4 = 12 buns.", [Step("Café sells buns.", "3*4", "12")]),
     # Chained, with units on the value carried on.
     ("She has 20 apples - 5 apples = 15 apples - 3 apples = 12 apples.",
@@ -227,6 +230,7 @@ def test_operands_with_unit_words(text, steps):
     "She has 5 apples and 3 pears = 8 fruits.",
     "She has 5 big red apples + 3 = 8 apples.",  # three words are prose, not units
     "So 2 y + 3 = 7 and 3/n + 2 = 5.",  # algebra's one-letter variables are no units
+    "Then 5 m * 3 m = 15.",  # nor a one-letter unit (it could be one)
     # Words after a bare "-", "$" or "(" are prose, not the units of an operand.
     "- Remaining apples - 3 = 7", "Answer - total apples + 3 = 10.",
     "The price in $ per hour x 4 hours = $12.", "( apples + 3 = 5",

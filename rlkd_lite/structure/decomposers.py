@@ -46,10 +46,12 @@ _OPERAND = r"[$(\d-][\d,.%$()]{0,40}"
 # A unit word after an operand: "20 apples - 5 apples", "$3 per hour x 4 hours", or a per-unit
 # ("5 km/day", "$12/hour": "/" before letters is no division). Two letters at least: the
 # operator "x" ("2 boxes x 3 boxes") and algebra's variables ("2 y + 3 = 7") are no unit
-# words; a two-letter word is ("2 is + 3 = 5" reads 2+3). At most two follow an operand,
-# which keeps most prose out, and only one that ends in a digit, "%" or ")": after a bare "-",
-# "$" or "(" words are prose ("- Remaining apples - 3 = 7" is a bullet, not a computation).
-_UNIT_WORD_PATTERN = r"(?:[ \t]+|/)[A-Za-z]{2,20}(?![A-Za-z])"
+# words; a two-letter word is ("2 is + 3 = 5" reads 2+3). A word's own per-unit may be one
+# letter ("60 km/h", "3 m/s"): after a word, "/h" is no variable. At most two follow an
+# operand, which keeps most prose out, and only one that ends in a digit, "%" or ")": after a
+# bare "-", "$" or "(" words are prose ("- Remaining apples - 3 = 7" is a bullet, not a
+# computation).
+_UNIT_WORD_PATTERN = r"(?:[ \t]+|/)[A-Za-z]{2,20}(?:/[A-Za-z])?(?![A-Za-z])"
 _UNITS = rf"(?:(?<=[\d%)])(?:{_UNIT_WORD_PATTERN}){{1,2}})?"
 # In a computation's text they are the only runs of two letters or more.
 _UNIT_WORD = re.compile(_UNIT_WORD_PATTERN)
