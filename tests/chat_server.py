@@ -31,14 +31,16 @@ class Reply:
     message_fields: dict[str, Any] = field(default_factory=dict)
     """More fields of the assistant message, e.g. {"reasoning_content": "..."}; a "content"
     here replaces `content` (None included: a reasoning model cut off while thinking)."""
+    finish_reason: str = "stop"
+    """Why the reply ended: "length" when max_tokens cut it off."""
 
 
-def completion_body(content: str | None, model: str = "test-model",
+def completion_body(content: str | None, model: str = "test-model", finish_reason: str = "stop",
                     **message_fields: Any) -> bytes:
     message = {"role": "assistant", "content": content, **message_fields}
     return json.dumps({
         "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+        "choices": [{"index": 0, "finish_reason": finish_reason, "message": message}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }).encode()
 
@@ -88,7 +90,7 @@ class ChatServer:
                 time.sleep(reply.delay_s)
                 message = {"content": reply.content or "", **reply.message_fields}
                 payload = reply.body if reply.body is not None else completion_body(
-                    model=body.get("model", ""), **message)
+                    model=body.get("model", ""), finish_reason=reply.finish_reason, **message)
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")

@@ -134,8 +134,9 @@ def test_teach_from_a_reasoning_model_keeps_its_separate_reasoning(problems_file
         if mood == "reasoning_content":
             return Reply(f"The answer is {problem.answer}.",
                          message_fields={"reasoning_content": thought})
-        if mood == "reasoning":
-            return Reply(f"#### {problem.answer}", message_fields={"reasoning": thought})
+        if mood == "reasoning":  # cut off right after the answer: right, so kept all the same
+            return Reply(f"#### {problem.answer}", message_fields={"reasoning": thought},
+                         finish_reason="length")
         if mood == "think-in-content":  # the content's own think block wins over the field
             return Reply(f"<think>\n{problem.reasoning}\n</think>\n#### {problem.answer}",
                          message_fields={"reasoning_content": "A summary of the thinking."})
@@ -143,7 +144,8 @@ def test_teach_from_a_reasoning_model_keeps_its_separate_reasoning(problems_file
             return Reply(f"#### {int(float(problem.answer)) + 1}",
                          message_fields={"reasoning_content": thought})
         if mood == "cut-off":  # max_tokens hit while thinking: vLLM sends content null
-            return Reply(message_fields={"content": None, "reasoning_content": thought})
+            return Reply(message_fields={"content": None, "reasoning_content": thought},
+                         finish_reason="length")
         # An empty or non-text field is no reasoning: the content is the whole reply, as before.
         return Reply(f"{problem.reasoning}\n#### {problem.answer}",
                      message_fields={"reasoning_content": "  ", "reasoning": {"effort": "high"}})
@@ -167,17 +169,24 @@ def test_teach_from_a_reasoning_model_keeps_its_separate_reasoning(problems_file
     rejects = {row["id"]: row for row in read_lines(tmp_path / "teacher.rejects.jsonl")}
     wrong_answer = str(int(float(by_mood["wrong-content"].answer)) + 1)
     assert rejects[ids["wrong-content"]]["answers"] == [wrong_answer, wrong_answer]
+    assert rejects[ids["wrong-content"]]["cut_off"] == 0
+    assert rejects[ids["wrong-content"]]["detail"] == "no right final answer in 2 sample(s)"
     # No answer after the thinking: a sample without an answer, not a failed request (a re-run
     # would ask again forever), and not the last number the unfinished reasoning reached.
     assert rejects[ids["cut-off"]]["reason"] == "no_correct_trace"
     assert rejects[ids["cut-off"]]["answers"] == [None, None]
+    # The token limit is named as the likely cause, so that the user knows what to raise.
+    assert rejects[ids["cut-off"]]["cut_off"] == 2
+    assert rejects[ids["cut-off"]]["detail"] == (
+        "no right final answer in 2 sample(s); the token limit cut off 2 of them (raise "
+        "--max-new-tokens)")
 
 
 def test_chat_client_joins_separate_reasoning_only_when_asked():
     """`with_reasoning` puts the reasoning field before the content as a think block; without
     it (`gsrm label`: a labeller's steps are its content) the reply is the content alone. A
-    malformed content is refused either way."""
-    from rlkd_lite.data.openai_client import ApiError, ChatClient
+    malformed content is refused either way. A reply says whether max_tokens cut it off."""
+    from rlkd_lite.data.openai_client import ApiError, ChatClient, ChatReply
 
     replies = {
         "separate": Reply("#### 5", message_fields={"reasoning_content": "2+3 = 5"}),
@@ -186,17 +195,25 @@ def test_chat_client_joins_separate_reasoning_only_when_asked():
         "number content": Reply(message_fields={"content": 5, "reasoning_content": "2+3 = 5"}),
         "no content": Reply(body=json.dumps({"choices": [{"message": {
             "role": "assistant", "reasoning_content": "2+3 = 5"}}]}).encode()),
+        "cut off": Reply("2+3 =", finish_reason="length"),
+        "no finish reason": Reply(body=json.dumps({"choices": [{"message": {
+            "role": "assistant", "content": "#### 5"}}]}).encode()),
     }
     messages = {name: [{"role": "user", "content": name}] for name in replies}
     with ChatServer(lambda request, attempt: replies[last_user_message(request)]) as server:
         client = ChatClient(server.base_url, "m", max_retries=0)
-        assert client.complete(messages["separate"], with_reasoning=True) == (
+        assert client.complete(messages["separate"], with_reasoning=True) == ChatReply(
+            "<think>\n2+3 = 5\n</think>\n#### 5", cut_off=False)
+        assert client.complete(messages["both fields"], with_reasoning=True).text == (
             "<think>\n2+3 = 5\n</think>\n#### 5")
-        assert client.complete(messages["both fields"], with_reasoning=True) == (
-            "<think>\n2+3 = 5\n</think>\n#### 5")
-        assert client.complete(messages["separate"]) == "#### 5"
-        assert [reply for _, reply in client.complete_many(
+        assert client.complete(messages["separate"]).text == "#### 5"
+        assert [reply.text for _, reply in client.complete_many(
             [messages["separate"]], with_reasoning=True)] == ["<think>\n2+3 = 5\n</think>\n#### 5"]
+        assert client.complete(messages["cut off"]) == ChatReply("2+3 =", cut_off=True)
+        assert [reply for _, reply in client.complete_many([messages["cut off"]])] == [
+            ChatReply("2+3 =", cut_off=True)]
+        # A server that sends no finish reason: not cut off, and no error.
+        assert client.complete(messages["no finish reason"]) == ChatReply("#### 5", cut_off=False)
         with pytest.raises(ApiError, match="message content is int, not text"):
             client.complete(messages["number content"], with_reasoning=True)
         with pytest.raises(ApiError, match=r"no choices\[0\]\.message\.content"):
@@ -230,6 +247,9 @@ def test_teach_with_a_local_model(tiny_model_dir, tmp_path):
     assert sorted(row["id"] for row in rejects) == sorted(p.id for p in problems)
     assert all(row["reason"] == "no_correct_trace" and len(row["answers"]) == 2
                for row in rejects)
+    # It never stops before 6 tokens either: the rejects say that the limit cut it off.
+    assert all(row["cut_off"] == 2 and row["detail"].endswith(
+        "the token limit cut off 2 of them (raise --max-new-tokens)") for row in rejects)
     assert "rejected: no_correct_trace │ 3" in printed
     code, printed = cli(*args)
     assert code == 1 and "skipped (done by an earlier run) │ 3" in printed
@@ -238,9 +258,12 @@ def test_teach_with_a_local_model(tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_local_teacher_samples_one_reply_per_conversation(tiny_model_dir):
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from rlkd_lite.data.openai_client import ChatReply
     from rlkd_lite.data.teacher import LocalTeacher, teacher_messages
+    from rlkd_lite.structure.llm import chat_token_ids
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -249,10 +272,19 @@ def test_local_teacher_samples_one_reply_per_conversation(tiny_model_dir):
     conversations = [teacher_messages(q) for q in ("What is 2+2?", "A much longer question "
                                                    "about apples and pears?", "Hi?")]
     replies = greedy.sample(conversations)
-    assert len(replies) == 3 and all(isinstance(r, str) for r in replies)
+    assert len(replies) == 3 and all(isinstance(r, ChatReply) for r in replies)
+    # The random model does not stop by itself: all 5 tokens used, no EOS, cut off.
+    assert all(r.cut_off for r in replies)
     # Batching and order do not change what each conversation gets (greedy).
     assert greedy.sample(conversations[::-1]) == replies[::-1]
     assert greedy.source == "teacher:tiny"
+    # A reply that ends on one of the generation config's EOS ids (a list, as Qwen's) is not cut
+    # off, even on the last token allowed: make the first greedy token an EOS, allow one token.
+    with torch.no_grad():
+        first = model(torch.tensor(chat_token_ids(tokenizer, conversations[:1]))).logits
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, int(first[0, -1].argmax())]
+    one_token = LocalTeacher(model, tokenizer, name="tiny", max_new_tokens=1, temperature=0.0)
+    assert not one_token.sample(conversations[:1])[0].cut_off
 
 
 def test_teach_exits_1_when_every_request_failed(tmp_path):

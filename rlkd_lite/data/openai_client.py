@@ -5,7 +5,8 @@ most hosted providers do. The API key is read from an environment variable whose
 (default OPENAI_API_KEY), so it never appears on a command line; it is kept out of reprs, logs
 and error messages. Requests that may succeed when repeated (HTTP 429 and 5xx, timeouts,
 dropped connections) are retried with exponential backoff; `complete_many` runs requests on a
-thread pool and yields each result as it arrives.
+thread pool and yields each result as it arrives. A reply says whether the token limit cut it
+off (`ChatReply.cut_off`), so that callers can tell "raise the limit" from a wrong reply.
 
 Servers of reasoning models (DeepSeek's API, vLLM and SGLang with a reasoning parser) send the
 chain of thought apart from `content`; `with_reasoning=True` puts it back in front as a
@@ -54,6 +55,16 @@ class ApiError(RlkdError):
         self.status, self.fatal = status, fatal
 
 
+@dataclass(frozen=True)
+class ChatReply:
+    """The assistant's reply to one request."""
+
+    text: str
+    cut_off: bool
+    """The finish reason was "length": the token limit ended the reply, which is then likely
+    unfinished (servers that send no finish reason count as not cut off)."""
+
+
 class _Retryable(Exception):
     """An attempt failed in a way that another attempt may not (internal)."""
 
@@ -97,16 +108,16 @@ class ChatClient:
         return self._api_key is not None
 
     def complete(self, messages: Messages, *, with_reasoning: bool = False, **params: Any
-                 ) -> str:
+                 ) -> ChatReply:
         """The assistant's reply to `messages`; `params` (temperature, max_tokens, seed, ...)
         go into the request body. Raises ApiError when every attempt failed.
 
         `with_reasoning`: when the message has a non-blank reasoning field (`REASONING_FIELDS`)
-        and its content has no think tags of its own, the reply is
+        and its content has no think tags of its own, the reply's text is
         "<think>\n{reasoning}\n</think>\n{content}", the form reasoning models write inline
         (content that has tags already carries its reasoning, so it is kept as it is). A null
         content next to such a field counts as empty: the model was cut off while thinking.
-        Otherwise, and always without `with_reasoning`, the reply is the content alone.
+        Otherwise, and always without `with_reasoning`, the text is the content alone.
         """
         body = json.dumps({"model": self.model, "messages": messages, **params}).encode("utf-8")
         attempt = 0
@@ -120,7 +131,7 @@ class ChatClient:
                 attempt += 1
 
     def complete_many(self, conversations: Sequence[Messages], *, with_reasoning: bool = False,
-                      **params: Any) -> Iterator[tuple[int, str | ApiError]]:
+                      **params: Any) -> Iterator[tuple[int, ChatReply | ApiError]]:
         """Yield (index, reply or ApiError) for each conversation as its request finishes, with
         at most `concurrency` requests in flight; replies as `complete` makes them. A fatal
         ApiError is raised, not yielded; requests not yet started are then cancelled (as they
@@ -151,7 +162,7 @@ class ChatClient:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _attempt(self, body: bytes, with_reasoning: bool) -> str:
+    def _attempt(self, body: bytes, with_reasoning: bool) -> ChatReply:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -170,7 +181,7 @@ class ChatClient:
             raise _Retryable(f"cannot reach {self.base_url}: {exc.reason}") from None
         except (ConnectionError, http.client.HTTPException) as exc:  # dropped mid-reply
             raise _Retryable(f"connection to {self.base_url} failed: {exc!r}") from None
-        return _reply_text(raw, with_reasoning)
+        return _chat_reply(raw, with_reasoning)
 
     def _http_error(self, exc: urllib.error.HTTPError) -> Exception:
         detail = _error_detail(exc)
@@ -190,12 +201,13 @@ class ChatClient:
         return min(self.backoff_s * 2 ** attempt * (1 + random.random() * 0.25), 60.0)
 
 
-def _reply_text(raw: bytes, with_reasoning: bool) -> str:
-    """The assistant message's text in a chat-completions response body (see `complete` for
+def _chat_reply(raw: bytes, with_reasoning: bool) -> ChatReply:
+    """The assistant message in a chat-completions response body (see `complete` for
     `with_reasoning`)."""
     try:
         data = json.loads(raw.decode("utf-8"))
-        message = data["choices"][0]["message"]
+        choice = data["choices"][0]
+        message, cut_off = choice["message"], choice.get("finish_reason") == "length"
         content = message["content"]
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ApiError(f"malformed response: not JSON ({_preview(raw)})") from None
@@ -208,9 +220,9 @@ def _reply_text(raw: bytes, with_reasoning: bool) -> str:
     if not isinstance(content, str):
         raise ApiError(f"malformed response: message content is {type(content).__name__}, "
                        f"not text")
-    if reasoning is None or any(tag in content for tag in _THINK_TAGS):
-        return content
-    return f"<think>\n{reasoning}\n</think>\n{content}"
+    if reasoning is not None and not any(tag in content for tag in _THINK_TAGS):
+        content = f"<think>\n{reasoning}\n</think>\n{content}"
+    return ChatReply(content, cut_off)
 
 
 def _separate_reasoning(message: dict[str, Any]) -> str | None:

@@ -16,8 +16,10 @@ re-run skips every id already written (see `rlkd_lite.data.resumable`).
 Output lines, readable by `load_problems` as a problem file or as a `--teacher` file:
     {"id", "question", "answer", "reasoning", "source": "teacher:MODEL", "attempts"}
 Rejects, in the rejects file: {"id", "reason", "detail", "answers"}, reason one of
-`no_correct_trace` (all samples wrong; "answers" lists what they answered; redone by a re-run
-with `retry_rejected`, e.g. with more samples) or `request_failed` (retried by any re-run).
+`no_correct_trace` (all samples wrong; "answers" lists what they answered and an extra
+"cut_off" how many of them the token limit ended, which rarely reach an answer: the detail then
+says to raise it; redone by a re-run with `retry_rejected`, e.g. with more samples or tokens)
+or `request_failed` (retried by any re-run).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from typing import Any, Protocol
 
 from rlkd_lite.console import item_progress
 from rlkd_lite.data.answers import answers_match, extract_final_answer
-from rlkd_lite.data.openai_client import ChatClient, Messages
+from rlkd_lite.data.openai_client import ChatClient, ChatReply, Messages
 from rlkd_lite.data.problems import Problem, split_gsm8k_solution
 from rlkd_lite.data.resumable import REQUEST_FAILED, ResumableOutput
 from rlkd_lite.errors import RlkdError
@@ -65,7 +67,7 @@ class TeacherSampler(Protocol):
     chunk_size: int
     """Conversations worth sampling together (a batch, or the requests in flight)."""
 
-    def sample(self, conversations: Sequence[Messages]) -> list[str | Exception]: ...
+    def sample(self, conversations: Sequence[Messages]) -> list[ChatReply | Exception]: ...
 
 
 class LocalTeacher:
@@ -81,15 +83,18 @@ class LocalTeacher:
         self.chunk_size = batch_size
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
 
-    def sample(self, conversations: Sequence[Messages]) -> list[str | Exception]:
+    def sample(self, conversations: Sequence[Messages]) -> list[ChatReply | Exception]:
+        """A reply is cut off when its row used all `max_new_tokens` without an end-of-sequence
+        token (a row that ended early is padded after its EOS)."""
         import torch
 
         from rlkd_lite.structure.llm import chat_token_ids, left_padded_batches
 
         ids = chat_token_ids(self.tokenizer, conversations)
-        replies: list[str | Exception] = [""] * len(conversations)
+        replies: list[ChatReply | Exception] = [ChatReply("", False)] * len(conversations)
         sampling = ({"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
                     if self.temperature > 0 else {"do_sample": False})
+        eos = torch.tensor(self._eos_ids(), dtype=torch.long, device=self.model.device)
         with torch.inference_mode():
             for indices, input_ids, attention_mask in left_padded_batches(
                     self.tokenizer, ids, self.chunk_size, self.model.device):
@@ -97,11 +102,21 @@ class LocalTeacher:
                     input_ids=input_ids, attention_mask=attention_mask,
                     max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                     **sampling)
-                texts = self.tokenizer.batch_decode(output[:, input_ids.shape[1]:],
-                                                    skip_special_tokens=True)
-                for index, text in zip(indices, texts):
-                    replies[index] = text
+                generated = output[:, input_ids.shape[1]:]
+                texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+                ended = torch.isin(generated, eos).any(dim=1)
+                cut_off = ~ended & (generated.shape[1] == self.max_new_tokens)
+                for index, text, cut in zip(indices, texts, cut_off.tolist()):
+                    replies[index] = ChatReply(text, cut)
         return replies
+
+    def _eos_ids(self) -> list[int]:
+        """The tokens that end a reply: the tokenizer's EOS and the model's generation config's
+        (an id or a list; chat models often stop on an end-of-turn token as well)."""
+        config = getattr(self.model, "generation_config", None)
+        ids = getattr(config, "eos_token_id", None)
+        ids = ids if isinstance(ids, list) else [ids]
+        return [i for i in {self.tokenizer.eos_token_id, *ids} if i is not None]
 
 
 class ApiTeacher:
@@ -117,8 +132,8 @@ class ApiTeacher:
         self.chunk_size = client.concurrency
         self.params = {"max_tokens": max_tokens, "temperature": temperature}
 
-    def sample(self, conversations: Sequence[Messages]) -> list[str | Exception]:
-        replies: list[str | Exception] = [""] * len(conversations)
+    def sample(self, conversations: Sequence[Messages]) -> list[ChatReply | Exception]:
+        replies: list[ChatReply | Exception] = [ChatReply("", False)] * len(conversations)
         for index, reply in self.client.complete_many(conversations, with_reasoning=True,
                                                       **self.params):
             replies[index] = reply
@@ -131,6 +146,8 @@ class _Attempts:
 
     problem: Problem
     answers: list[str | None]
+    cut_off: int = 0
+    """Samples that the token limit ended."""
 
 
 def generate_teacher_traces(problems: Sequence[Problem], teacher: TeacherSampler,
@@ -159,24 +176,28 @@ def generate_teacher_traces(problems: Sequence[Problem], teacher: TeacherSampler
                 if not pending:
                     break
             for attempts in pending:
-                output.reject(attempts.problem.id, NO_CORRECT_TRACE,
-                              f"no right final answer in {samples} sample(s)",
-                              answers=attempts.answers)
+                detail = f"no right final answer in {samples} sample(s)"
+                if attempts.cut_off:
+                    detail += (f"; the token limit cut off {attempts.cut_off} of them (raise "
+                               f"--max-new-tokens)")
+                output.reject(attempts.problem.id, NO_CORRECT_TRACE, detail,
+                              answers=attempts.answers, cut_off=attempts.cut_off)
                 progress.advance(task)
             progress.update(task, description=output.tally())
     return output.summary()
 
 
-def _decide(attempts: _Attempts, reply: str | Exception, source: str,
+def _decide(attempts: _Attempts, reply: ChatReply | Exception, source: str,
             output: ResumableOutput) -> bool:
     """Write the problem out if `reply` settles it (right answer, or a failed request)."""
     problem = attempts.problem
     if isinstance(reply, Exception):
         output.reject(problem.id, REQUEST_FAILED, str(reply), answers=attempts.answers)
         return True
-    answer = extract_final_answer(reply)
+    answer = extract_final_answer(reply.text)
     attempts.answers.append(answer)
-    reasoning = trace_reasoning(reply)
+    attempts.cut_off += reply.cut_off
+    reasoning = trace_reasoning(reply.text)
     if not reasoning or not answers_match(answer, problem.answer):
         return False
     output.accept({"id": problem.id, "question": problem.question, "answer": problem.answer,

@@ -44,6 +44,9 @@ NO_STEPS = "no_steps"
 """No steps: the rules decomposer found no computation in the reasoning."""
 UNPARSEABLE = "unparseable"
 """The endpoint's reply holds no tagged steps."""
+CUT_OFF = "cut_off"
+"""max_tokens ended the endpoint's reply: its last steps may be missing or cut short, and an
+adapter trained on it would learn to stop early."""
 EMPTY_PART = "empty_part"
 """A step has an empty meta-reasoning, sub-problem or answer."""
 INVALID = "invalid"
@@ -125,15 +128,18 @@ def label_with_api(problems: Sequence[Problem], client: Any, output: ResumableOu
             problem = todo[index]
             if isinstance(reply, Exception):
                 output.reject(problem.id, REQUEST_FAILED, str(reply))
+            elif reply.cut_off:
+                output.reject(problem.id, CUT_OFF, f"the reply was cut off at max_tokens="
+                              f"{max_tokens} (raise --max-tokens)", reply=reply.text[:2000])
             else:
                 # A reasoning model may think first; the steps are what follows its thinking.
-                steps = parse_steps(reply.rsplit("</think>", 1)[-1])
+                steps = parse_steps(reply.text.rsplit("</think>", 1)[-1])
                 if steps:
                     _record(output, LabelExample(problem.id, problem.question, problem.reasoning,
                                                  steps, f"api:{client.model}"))
                 else:
                     output.reject(problem.id, UNPARSEABLE, "the reply has no tagged steps",
-                                  reply=reply[:2000])
+                                  reply=reply.text[:2000])
             progress.update(task, advance=1, description=output.tally())
     return output.summary()
 
