@@ -21,6 +21,7 @@ from rlkd_lite.structure.llm import (  # noqa: E402
     _StepLimit,
     without_partial_tag,
     chat_token_ids,
+    cut_off_rows,
     decomposition_messages,
 )
 from rlkd_lite.structure.steps import Step, parse_steps, render_steps  # noqa: E402
@@ -160,7 +161,32 @@ def test_decomposer_respects_max_new_tokens_and_counts_its_work(tiny_model, tiny
     assert decomposer.last_counts["decode_steps"] == sum(new_token_counts)
     assert 0 < decomposer.last_counts["tokens"] <= 2 * new_token_counts[0] + new_token_counts[1]
     decomposer([])
-    assert decomposer.last_counts == {"tokens": 0, "decode_steps": 0}
+    assert decomposer.last_counts == {"tokens": 0, "decode_steps": 0, "cut_off": 0}
+
+
+def test_decomposer_counts_and_warns_of_decompositions_its_budget_cut_off(
+        tiny_model, tiny_tokenizer, caplog):
+    # The random model never ends a decomposition: 5 tokens cut every one off.
+    decomposer = GSRMDecomposer(tiny_model, tiny_tokenizer, batch_size=2, max_new_tokens=5)
+    with caplog.at_level("WARNING"):
+        decomposer(ITEMS)
+        decomposer(ITEMS)
+    assert decomposer.last_counts["cut_off"] == len(ITEMS)
+    assert caplog.text.count("raise gsrm_max_new_tokens") == 1  # once a run, not once a call
+    assert f"cut off {len(ITEMS)} of {len(ITEMS)} decompositions" in caplog.text
+
+
+def test_cut_off_rows_are_full_rows_without_an_end_of_sequence(tiny_model, tiny_tokenizer,
+                                                                monkeypatch):
+    eos, pad, word = tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id, 1000
+    rows = torch.tensor([[word, word, word], [word, eos, pad], [word, word, 7]])
+    monkeypatch.setattr(tiny_model.generation_config, "eos_token_id", None)
+    assert cut_off_rows(rows, 3, tiny_model, tiny_tokenizer) == [True, False, True]
+    # The generation config's end-of-turn ids end a row too (an id or a list).
+    monkeypatch.setattr(tiny_model.generation_config, "eos_token_id", [eos, 7])
+    assert cut_off_rows(rows, 3, tiny_model, tiny_tokenizer) == [True, False, False]
+    # Fewer columns than the limit: generation stopped because every row had ended.
+    assert cut_off_rows(rows[:, :2], 3, tiny_model, tiny_tokenizer) == [False] * 3
 
 
 def test_decomposer_gives_no_steps_to_empty_reasoning_without_asking_the_model(
@@ -226,6 +252,8 @@ def _first_stop(tokenizer, text: str, limit: int) -> str | None:
         row = prompt + output[:end]
         done = criterion(torch.tensor([row, row]), scores=None)
         assert not done[1]  # no limit, never stopped
+        # The rows it ended, which the decomposer does not count as cut off by the budget.
+        assert criterion.stopped == ({0} if done[0] else set())
         if done[0]:
             return tokenizer.decode(output[:end])
     return None

@@ -84,17 +84,15 @@ class LocalTeacher:
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
 
     def sample(self, conversations: Sequence[Messages]) -> list[ChatReply | Exception]:
-        """A reply is cut off when its row used all `max_new_tokens` without an end-of-sequence
-        token (a row that ended early is padded after its EOS)."""
+        """A reply is cut off when its row used all `max_new_tokens` (`cut_off_rows`)."""
         import torch
 
-        from rlkd_lite.structure.llm import chat_token_ids, left_padded_batches
+        from rlkd_lite.structure.llm import chat_token_ids, cut_off_rows, left_padded_batches
 
         ids = chat_token_ids(self.tokenizer, conversations)
         replies: list[ChatReply | Exception] = [ChatReply("", False)] * len(conversations)
         sampling = ({"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
                     if self.temperature > 0 else {"do_sample": False})
-        eos = torch.tensor(self._eos_ids(), dtype=torch.long, device=self.model.device)
         with torch.inference_mode():
             for indices, input_ids, attention_mask in left_padded_batches(
                     self.tokenizer, ids, self.chunk_size, self.model.device):
@@ -104,19 +102,10 @@ class LocalTeacher:
                     **sampling)
                 generated = output[:, input_ids.shape[1]:]
                 texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
-                ended = torch.isin(generated, eos).any(dim=1)
-                cut_off = ~ended & (generated.shape[1] == self.max_new_tokens)
-                for index, text, cut in zip(indices, texts, cut_off.tolist()):
+                cut_off = cut_off_rows(generated, self.max_new_tokens, self.model, self.tokenizer)
+                for index, text, cut in zip(indices, texts, cut_off):
                     replies[index] = ChatReply(text, cut)
         return replies
-
-    def _eos_ids(self) -> list[int]:
-        """The tokens that end a reply: the tokenizer's EOS and the model's generation config's
-        (an id or a list; chat models often stop on an end-of-turn token as well)."""
-        config = getattr(self.model, "generation_config", None)
-        ids = getattr(config, "eos_token_id", None)
-        ids = ids if isinstance(ids, list) else [ids]
-        return [i for i in {self.tokenizer.eos_token_id, *ids} if i is not None]
 
 
 class ApiTeacher:

@@ -59,6 +59,21 @@ def left_padded_batches(tokenizer: Any, ids: list[list[int]], batch_size: int, d
         yield indices, batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
 
+def cut_off_rows(generated: torch.Tensor, max_new_tokens: int, model: Any,
+                 tokenizer: Any) -> list[bool]:
+    """Per row of `generate`'s new tokens: did the token limit end it? That is a row that used
+    all `max_new_tokens` without an end-of-sequence token: the tokenizer's, or one of the
+    model's generation config (an id or a list: chat models also stop at the end of a turn).
+    A row that ended early is padded after its EOS."""
+    if generated.shape[1] < max_new_tokens:  # generation stopped early: every row had ended
+        return [False] * generated.shape[0]
+    config_ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos = {tokenizer.eos_token_id,
+           *(config_ids if isinstance(config_ids, list) else [config_ids])} - {None}
+    ended = torch.isin(generated, torch.tensor(sorted(eos), device=generated.device))
+    return (~ended.any(dim=1)).tolist()
+
+
 # ---------------------------------------------------------------------------------------------
 # Judge
 
@@ -224,6 +239,7 @@ class _StepLimit(StoppingCriteria):
         self.tokenizer, self.limits, self.prompt_length = tokenizer, limits, prompt_length
         self._kinds: dict[int, tuple[bool, bool]] = {}
         self._after_bracket = [0] * len(limits)  # per row: tokens still to check after a "["
+        self.stopped: set[int] = set()  # rows this criterion ended
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         done = [False] * len(self.limits)
@@ -243,6 +259,7 @@ class _StepLimit(StoppingCriteria):
                     0 < limit <= len(steps) and bool(steps[limit - 1].answer))
             elif ends_line:
                 done[row] = len(parse_steps(output)) > limit
+        self.stopped.update(row for row, row_done in enumerate(done) if row_done)
         return torch.tensor(done, device=input_ids.device)
 
     def _kind(self, token: int) -> tuple[bool, bool]:
@@ -271,7 +288,9 @@ class GSRMDecomposer:
     teacher's step count.
     Unparseable output gives [] for that item. After each call `last_counts` holds the work it
     did: generated tokens (`tokens`, padding not counted) and decode steps (`decode_steps`, one
-    batched forward pass each, summed over generate calls), for throughput metrics.
+    batched forward pass each, summed over generate calls), for throughput metrics, and the
+    decompositions that the token budget cut off (`cut_off`: their last steps are missing or
+    cut short; `max_new_tokens` or the model's max_seq_length is too small for them).
     """
 
     def __init__(self, model: Any, tokenizer: Any, adapter: str | None = None,
@@ -280,7 +299,8 @@ class GSRMDecomposer:
         self.model, self.tokenizer, self.adapter = model, tokenizer, adapter
         self.batch_size, self.max_new_tokens, self.max_steps = batch_size, max_new_tokens, max_steps
         self.few_shot = adapter is None if few_shot is None else few_shot
-        self.last_counts = {"tokens": 0, "decode_steps": 0}
+        self.last_counts = {"tokens": 0, "decode_steps": 0, "cut_off": 0}
+        self._warned_cut_off = False
 
     def __call__(self, items: Sequence[DecomposeInput],
                  max_steps: int | Sequence[int | None] | None = None) -> list[list[Step]]:
@@ -293,7 +313,7 @@ class GSRMDecomposer:
     def completions(self, items: Sequence[DecomposeInput],
                     max_steps: int | Sequence[int | None] | None = None) -> list[str]:
         """The generated text for each item (special tokens removed), in the order of `items`."""
-        self.last_counts = {"tokens": 0, "decode_steps": 0}
+        self.last_counts = {"tokens": 0, "decode_steps": 0, "cut_off": 0}
         limits = self._limits(len(items), max_steps)
         texts = [""] * len(items)
         # No reasoning, no steps: asked anyway, a model makes them up from the question.
@@ -335,9 +355,20 @@ class GSRMDecomposer:
                 generated = output[:, prompt_length:]
                 self.last_counts["decode_steps"] += generated.shape[1]
                 self.last_counts["tokens"] += int((generated != self.tokenizer.pad_token_id).sum())
+                # A row the step limit ended on the last token allowed is complete all the same.
+                stopped = stopping[0].stopped if stopping else set()
+                self.last_counts["cut_off"] += sum(
+                    cut and row not in stopped for row, cut in
+                    enumerate(cut_off_rows(generated, room, self.model, self.tokenizer)))
                 decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
                 for index, text in zip(indices, decoded):
                     texts[index] = without_partial_tag(text)
+        if self.last_counts["cut_off"] and not self._warned_cut_off:
+            self._warned_cut_off = True  # once: the budget is the same on every call
+            log.warning("gsrm: the %d-token budget cut off %d of %d decompositions, whose last "
+                        "steps are then missing (raise gsrm_max_new_tokens; the metric "
+                        "structure/gsrm_cut_off counts them)", self.max_new_tokens,
+                        self.last_counts["cut_off"], len(todo))
         return texts
 
     def _room(self, prompt_length: int) -> int:

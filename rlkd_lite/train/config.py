@@ -133,7 +133,8 @@ class RunConfig:
         "traces while the GSRM decomposes rollouts).", default=None)
     normalize_structure: bool = doc("Divide the structure reward by the teacher's step count "
                                     "(the paper sums).", default=False)
-    gsrm_max_new_tokens: int = doc("Token budget of one GSRM decomposition.")
+    gsrm_max_new_tokens: int = doc("Token budget of one GSRM decomposition (one it cuts off "
+                                   "is counted in structure/gsrm_cut_off, with a warning).")
     gsrm_batch_size: int = doc(
         "Completions decomposed per generate call. A bigger batch costs less per token (on an "
         "H200, 36 ms a decode step for 64 rows against 16.5 ms for 8), so at best all the "
