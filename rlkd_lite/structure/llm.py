@@ -365,10 +365,11 @@ class GSRMDecomposer:
                     texts[index] = without_partial_tag(text)
         if self.last_counts["cut_off"] and not self._warned_cut_off:
             self._warned_cut_off = True  # once: the budget is the same on every call
-            log.warning("gsrm: the %d-token budget cut off %d of %d decompositions, whose last "
-                        "steps are then missing (raise gsrm_max_new_tokens; the metric "
-                        "structure/gsrm_cut_off counts them)", self.max_new_tokens,
-                        self.last_counts["cut_off"], len(todo))
+            log.warning("gsrm: the token budget cut off %d of %d decompositions, whose last "
+                        "steps are then missing (raise gsrm_max_new_tokens, now %d, or "
+                        "max_seq_length where long prompts leave less room; the metric "
+                        "structure/gsrm_cut_off counts them)", self.last_counts["cut_off"],
+                        len(todo), self.max_new_tokens)
         return texts
 
     def _room(self, prompt_length: int) -> int:
