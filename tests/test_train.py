@@ -502,3 +502,56 @@ def test_stage_clock_nests_stages_and_gives_each_the_peaks_inside_it():
     assert (taken["rollout_peak_gib"], taken["generate_peak_gib"],
             taken["rewards_peak_gib"]) == (5.0, 5.0, 3.0)
     assert taken["rollout_s"] >= taken["generate_s"] + taken["rewards_s"] > 0
+
+
+def test_a_metrics_row_covers_every_step_since_the_last_one(tmp_path, monkeypatch):
+    """With logging_steps 2 and a generation every other step (steps_per_generation 2), a row
+    is the mean of its two steps, and its tokens are those of the generation in them over their
+    time: not the last step's time alone, which did not generate."""
+    from transformers import TrainerState
+
+    from rlkd_lite.train import callbacks
+    from rlkd_lite.train.callbacks import RunLogCallback
+    from rlkd_lite.train.run_dir import RunDir
+
+    now = [0.0]
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: now[0])
+    cuda = FakeCuda()
+    run = RunDir(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    log = RunLogCallback(run, None, completions_per_generation=8, sample_every=100,
+                         samples_per_log=0)
+    log.clock.cuda = cuda
+
+    class Trainer:
+        def _generate_and_score_completions(self):
+            now[0] += 3.0
+            cuda.allocate(4.0)
+
+    trainer = Trainer()
+    log.clock.attach(trainer)
+    state = TrainerState(is_world_process_zero=True)
+    for step, generates in ((1, True), (2, False)):
+        state.global_step = step
+        log.on_step_begin(None, state, None)
+        if generates:
+            trainer._generate_and_score_completions()
+        now[0] += 1.0  # the training pass
+        cuda.allocate(2.0)
+        log.on_step_end(None, state, None)
+    log.on_log(None, state, None, logs={"completions/mean_length": 100.0, "loss": 0.5})
+    (row,) = run.metric_rows()
+    assert row["step"] == 2 and row["step_time_s"] == 2.5  # (4 s + 1 s) / 2 steps
+    assert row["rollout_s"] == 1.5 and row["rollout_peak_gib"] == 4.0
+    assert row["peak_gib"] == 4.0
+    assert row["completion_tokens"] == 800  # one generation of 8 rollouts
+    assert row["tokens_per_s"] == 160.0  # over the 5 s of both steps
+
+    # The next row starts over.
+    state.global_step = 3
+    log.on_step_begin(None, state, None)
+    now[0] += 1.0
+    log.on_step_end(None, state, None)
+    log.on_log(None, state, None, logs={"loss": 0.4})
+    last = run.metric_rows()[-1]
+    assert last["step_time_s"] == 1.0 and "rollout_s" not in last and "tokens_per_s" not in last

@@ -1,6 +1,7 @@
 """Trainer callbacks: metrics and sample logs, a rich progress bar, and a clean Ctrl-C."""
 from __future__ import annotations
 
+import operator
 import signal
 import time
 from typing import Any
@@ -88,10 +89,12 @@ class RunLogCallback(TrainerCallback):
     distributed run only the main process writes (every process keeps `latest`).
 
     Step time is measured here (wall clock from step begin to step end, generation included)
-    so it means the same for GRPO and SFT. A step that generated logs its completion tokens on
-    this device (`completion_tokens`: all the rollouts of its generations, which with
-    steps_per_generation serve several steps) and those tokens per second of the step
-    (`tokens_per_s`).
+    so it means the same for GRPO and SFT. A row covers the steps since the last one
+    (`logging_steps`), as TRL's own metrics (window means) do: `step_time_s` and the stage
+    times are means per step, the stage peaks the highest. When the steps generated, the row
+    has their completion tokens on this device (`completion_tokens`: all the rollouts of their
+    generations, which with steps_per_generation serve several steps) and those tokens per
+    second of the steps' time (`tokens_per_s`).
     """
 
     def __init__(self, run: RunDir, last: LastBatch | None, *, completions_per_generation: int,
@@ -100,10 +103,8 @@ class RunLogCallback(TrainerCallback):
         self.completions_per_generation = completions_per_generation
         self.sample_every, self.samples_per_log = sample_every, samples_per_log
         self._step_start = time.perf_counter()
-        self.step_seconds = 0.0
-        self.generations = 0
-        self.stages: dict[str, float] = {}
         self.clock = StageClock()
+        self._new_window()
         self.latest: dict[str, Any] = {}
         self._sampled: list[str] | None = None  # the batch whose samples were written last
 
@@ -111,11 +112,19 @@ class RunLogCallback(TrainerCallback):
         self.clock.begin_step()
         self._step_start = time.perf_counter()
 
+    def _new_window(self) -> None:
+        """Start the totals of the steps that the next log row covers."""
+        self.steps, self.seconds, self.generations = 0, 0.0, 0
+        self.stages: dict[str, float] = {}
+
     def on_step_end(self, args, state, control, **kwargs):
-        self.step_seconds = time.perf_counter() - self._step_start
+        self.steps += 1
+        self.seconds += time.perf_counter() - self._step_start
         # More than one when steps_per_generation is below gradient_accumulation_steps.
-        self.generations = self.clock.calls["rollout"]
-        self.stages = self.clock.take()
+        self.generations += self.clock.calls["rollout"]
+        for key, value in self.clock.take().items():
+            merge = max if key.endswith("_gib") else operator.add
+            self.stages[key] = merge(self.stages.get(key, 0.0), value)
         # Steps that share a generation (steps_per_generation) share its batch: write it once.
         last = self.last
         if state.is_world_process_zero and last is not None and last.completions and (
@@ -128,10 +137,12 @@ class RunLogCallback(TrainerCallback):
         logs = logs or {}
         if "train_runtime" in logs:  # the end-of-training summary, not a step
             return
+        steps = max(1, self.steps)
         row: dict[str, Any] = {"step": state.global_step,
-                               "step_time_s": round(self.step_seconds, 4)}
+                               "step_time_s": round(self.seconds / steps, 4)}
         if any(self.stages.values()):
-            row.update({k: round(v, 4) for k, v in self.stages.items()})
+            row.update({k: round(v if k.endswith("_gib") else v / steps, 4)
+                        for k, v in self.stages.items()})
         for key, value in logs.items():
             if key.startswith("rewards/") and key.endswith("/mean"):
                 row[key[len("rewards/"):-len("/mean")]] = value
@@ -140,14 +151,15 @@ class RunLogCallback(TrainerCallback):
             elif key.startswith("structure/"):
                 row[key.replace("/", "_")] = value
         length = logs.get("completions/mean_length")
-        if length is not None and self.step_seconds > 0:
+        if length is not None and self.seconds > 0:
             row["completion_tokens_mean"] = length
             row["completion_tokens"] = round(
                 length * self.completions_per_generation * max(1, self.generations))
-            row["tokens_per_s"] = round(row["completion_tokens"] / self.step_seconds, 2)
+            row["tokens_per_s"] = round(row["completion_tokens"] / self.seconds, 2)
         if logs.get("completions/max_length") is not None:
             # The rollouts' decode steps: a batch decodes until its longest completion ends.
             row["completion_tokens_max"] = logs["completions/max_length"]
+        self._new_window()
         self.latest = row
         if state.is_world_process_zero:
             self.run.log_metrics(row)

@@ -173,7 +173,8 @@ class RunConfig:
     output_dir: str = doc("Run directory: adapter, config, metrics, samples, checkpoints.")
     save_steps: int = doc("Checkpoint every N steps (and on Ctrl-C).")
     save_total_limit: int = doc("Checkpoints kept on disk.", default=2)
-    logging_steps: int = doc("Log metrics every N steps.", default=1)
+    logging_steps: int = doc("Log metrics every N steps; a row holds the means over those "
+                             "steps (tokens/s: their tokens over their time).", default=1)
     sample_every: int = doc("Write sample completions with their decomposition every N steps.")
     samples_per_log: int = doc("Completions written each time.", default=4)
 
