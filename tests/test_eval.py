@@ -18,7 +18,7 @@ from rlkd_lite.cli import app
 from rlkd_lite.data.jsonl import write_json_atomic
 from rlkd_lite.data.problems import load_problems, write_problems_jsonl
 from rlkd_lite.eval import evaluate as evaluate_module
-from rlkd_lite.eval.evaluate import EvalResult, EvalSettings, evaluate, read_eval
+from rlkd_lite.eval.evaluate import Completion, EvalResult, EvalSettings, evaluate, read_eval
 from rlkd_lite.train.config import load_config
 from rlkd_lite.train.rewards import render_target
 from rlkd_lite.train.run_dir import RunDir
@@ -62,14 +62,17 @@ def test_eval_of_a_run_and_of_the_base_model(tiny_run, tiny_model_dir, tmp_path,
     assert trained.settings["system_prompt"] == SYSTEM_PROMPT
     assert trained.settings["max_new_tokens"] == 8
     assert set(trained.metrics) == {"problems", "accuracy", "pass@1", "pass@2", "structure",
-                                    "structure_problems", "completion_tokens"}
+                                    "structure_problems", "completion_tokens", "cut_off"}
     assert trained.metrics["problems"] == 3
     assert [item["id"] for item in trained.items] == [f"syn-test-{i:06d}" for i in range(3)]
     for item in trained.items:
         assert 1 <= item["completion_tokens"] <= 8
+        # The random model never stops by itself: every completion runs into the limit.
+        assert item["cut_off"] and item["completion_tokens"] == 8
         assert 0 <= item["samples_correct"] <= 3
         assert item["teacher_steps"]  # synthetic problems carry teacher traces
     assert 0 < trained.metrics["completion_tokens"] <= 8
+    assert trained.metrics["cut_off"] == 1.0 and "cut off" in output
 
     code, output = run_eval("--model", str(tiny_model_dir), "--recipe",
                             str(tiny_run / "config.yaml"), "--data", "synthetic", "--limit", "3",
@@ -84,9 +87,9 @@ def test_eval_of_a_run_and_of_the_base_model(tiny_run, tiny_model_dir, tmp_path,
 
 @pytest.mark.slow
 def test_metrics_from_known_completions(tiny_run, monkeypatch):
-    """accuracy, pass@k, structure and length computed from completions we choose: problem 0
-    answered with the teacher's own solution, the others wrong; sampled answers right 2, 1
-    and 0 times out of 4."""
+    """accuracy, pass@k, structure, length and cut-off share computed from completions we
+    choose: problem 0 answered with the teacher's own solution, the others wrong (the last cut
+    off by the token limit); sampled answers right 2, 1 and 0 times out of 4."""
     problems = load_problems("synthetic", subset=3, split="test")
     right = render_target(problems[0].reasoning, problems[0].answer, "think")
     samples_right = [2, 1, 0]
@@ -97,9 +100,11 @@ def test_metrics_from_known_completions(tiny_run, monkeypatch):
         assert conversations[0] == [{"role": "system", "content": SYSTEM_PROMPT},
                                     {"role": "user", "content": problems[0].question}]
         if temperature is None:
-            return [[(right, 40)], [("#### -1", 5)], [("no idea", 3)]]
+            return [[Completion(right, 40, False)], [Completion("#### -1", 5, False)],
+                    [Completion("no idea", 3, True)]]
         assert samples_per_prompt == 4 and temperature == 0.5
-        return [[(f"#### {p.answer}", 4)] * c + [("#### -1", 4)] * (4 - c)
+        return [[Completion(f"#### {p.answer}", 4, False)] * c
+                + [Completion("#### -1", 4, False)] * (4 - c)
                 for p, c in zip(problems, samples_right)]
 
     monkeypatch.setattr(evaluate_module, "generate_completions", fake_generate)
@@ -110,6 +115,8 @@ def test_metrics_from_known_completions(tiny_run, monkeypatch):
     assert result.metrics["pass@1"] == pytest.approx((2 / 4 + 1 / 4 + 0) / 3)
     assert result.metrics["pass@4"] == pytest.approx(2 / 3)
     assert result.metrics["completion_tokens"] == pytest.approx((40 + 5 + 3) / 3)
+    assert result.metrics["cut_off"] == pytest.approx(1 / 3)
+    assert [item["cut_off"] for item in result.items] == [False, False, True]
     # The teacher's own reasoning reproduces every teacher step (1 each); the others have none.
     first = result.items[0]
     assert first["correct"] and first["structure"] == len(first["teacher_steps"]) > 1
@@ -233,8 +240,8 @@ def test_structure_is_the_mean_over_the_problems_with_a_teacher_trace(tmp_path, 
         handle.write('{"id": "plain", "question": "What is 2+3?", "answer": "5"}\n')
 
     def fake_generate(model, tokenizer, conversations, **_):
-        return [[(render_target(p.reasoning, p.answer, "think"), 40)] for p in traced] + [
-            [("#### 5", 3)]]
+        return [[Completion(render_target(p.reasoning, p.answer, "think"), 40, False)]
+                for p in traced] + [[Completion("#### 5", 3, False)]]
 
     monkeypatch.setattr(evaluate_module, "generate_completions", fake_generate)
     code, output = run_eval("--recipe", "tiny-cpu", "--model", str(tiny_model_dir),

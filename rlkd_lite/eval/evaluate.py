@@ -9,7 +9,10 @@ What is measured, on the test split of the data (or a JSONL file):
   (tagged text is parsed, anything else segmented by rules) and the `lexical` judge; the mean
   is over the problems with a teacher trace only, and `structure_problems` says how many there
   were;
-- completion_tokens: the mean length of the greedy completions, in tokens.
+- completion_tokens: the mean length of the greedy completions, in tokens;
+- cut_off: the share of greedy completions that the token limit ended (`max_new_tokens`, by
+  default the recipe's max_completion_length): they rarely reach an answer, so a high share
+  means the accuracy measures the limit as much as the model.
 
 Prompts are built exactly as in training (the recipe's system prompt, then the question), and
 when `adapter` is a run directory its own config.yaml gives the system prompt, the base model,
@@ -27,7 +30,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.markup import escape
 from rich.table import Table
@@ -181,20 +184,30 @@ def check_no_overlap(problems: Sequence[Problem], run_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Generation
 
+class Completion(NamedTuple):
+    """One generated completion."""
+
+    text: str
+    tokens: int
+    """Its length in tokens, the end-of-turn token included when reached."""
+    cut_off: bool
+    """The token limit ended it before an end-of-turn token."""
+
+
 def generate_completions(model: Any, tokenizer: Any, conversations: Sequence[list[dict]], *,
                          max_new_tokens: int, batch_size: int, samples_per_prompt: int = 1,
                          temperature: float | None = None, description: str = "generating"
-                         ) -> list[list[tuple[str, int]]]:
-    """For each conversation, `samples_per_prompt` completions as (text, token count).
+                         ) -> list[list[Completion]]:
+    """For each conversation, `samples_per_prompt` completions.
 
     Greedy when `temperature` is None, else sampled at that temperature with no top-p/top-k
     truncation (as in training). Sampling options the model's generation config may carry
     (Qwen-Instruct sets temperature, top-p, top-k and a repetition penalty) are overridden, so
-    every model is decoded alike. The token count includes the end-of-turn token, when reached.
+    every model is decoded alike.
     """
     import torch
 
-    from rlkd_lite.structure.llm import left_padded_batches
+    from rlkd_lite.structure.llm import left_padded_batches, stop_token_ids
 
     texts = [tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
              for messages in conversations]
@@ -203,8 +216,8 @@ def generate_completions(model: Any, tokenizer: Any, conversations: Sequence[lis
     sampling = ({"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
                 if temperature is not None else
                 {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
-    stop_ids = _stop_token_ids(model, tokenizer)
-    results: list[list[tuple[str, int]]] = [[] for _ in conversations]
+    stop_ids = stop_token_ids(model, tokenizer)
+    results: list[list[Completion]] = [[] for _ in conversations]
     prompts_per_batch = max(1, batch_size // samples_per_prompt)
     with item_progress(description) as progress, torch.inference_mode():
         task = progress.add_task("", total=len(ids))
@@ -216,20 +229,13 @@ def generate_completions(model: Any, tokenizer: Any, conversations: Sequence[lis
                 pad_token_id=tokenizer.pad_token_id, **sampling)
             generated = output[:, input_ids.shape[1]:].tolist()
             for row, tokens in enumerate(generated):
-                length = next((i + 1 for i, token in enumerate(tokens) if token in stop_ids),
-                              len(tokens))
+                stop = next((i for i, token in enumerate(tokens) if token in stop_ids), None)
+                length = len(tokens) if stop is None else stop + 1
                 text = tokenizer.decode(tokens[:length], skip_special_tokens=True)
-                results[indices[row // samples_per_prompt]].append((text, length))
+                results[indices[row // samples_per_prompt]].append(
+                    Completion(text, length, stop is None and length == max_new_tokens))
             progress.advance(task, len(indices))
     return results
-
-
-def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
-    """The tokens that end a completion: the generation config's end tokens and the tokenizer's."""
-    configured = model.generation_config.eos_token_id
-    ids = set(configured if isinstance(configured, list) else [configured])
-    ids.add(tokenizer.eos_token_id)
-    return {i for i in ids if i is not None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,25 +355,26 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
                 temperature=temperature, description=f"sampling {settings.samples}/problem",
                 **generation)
 
-    completions = [text for text, _ in greedy]
+    completions = [completion.text for completion in greedy]
     with status(f"scoring structure ({settings.decomposer} decomposer, {settings.judge} judge)"):
         teacher, student, scores = _structure(problems, completions, decomposer, judge,
                                               settings.normalize)
     items = []
     for index, problem in enumerate(problems):
-        text, length = greedy[index]
+        text, length, cut_off = greedy[index]
         predicted = extract_final_answer(text)
         score = scores[index]
         item = {"id": problem.id, "question": problem.question, "answer": problem.answer,
                 "completion": text, "predicted": predicted,
                 "correct": answers_match(predicted, problem.answer), "completion_tokens": length,
+                "cut_off": cut_off,
                 "structure": score.reward, "step_rewards": score.step_rewards,
                 "first_divergence": score.first_divergence,
                 "teacher_steps": steps_to_dicts(teacher[index]),
                 "student_steps": steps_to_dicts(student[index])}
         if sampled is not None:
             item["samples_correct"] = sum(answers_match(extract_final_answer(t), problem.answer)
-                                          for t, _ in sampled[index])
+                                          for t, _, _ in sampled[index])
         items.append(item)
     metrics: dict[str, float | int] = {
         "problems": len(items),
@@ -384,6 +391,7 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
             console.print(f"note: the structure reward is the mean over the {len(traced)} of "
                           f"{len(problems)} problems that have a teacher trace", highlight=False)
     metrics["completion_tokens"] = statistics.fmean(item["completion_tokens"] for item in items)
+    metrics["cut_off"] = statistics.fmean(item["cut_off"] for item in items)
     result = EvalResult(
         model=model_name, adapter=settings.adapter, run=str(run_dir) if run_dir else None,
         data=data, split="test",
@@ -457,17 +465,19 @@ def eval_label(path: str | Path) -> str:
 
 def metric_names(results: Sequence[EvalResult]) -> list[str]:
     """Every metric any of the results has, in a fixed order: accuracy, pass@k by k, structure,
-    completion tokens, problems."""
+    completion tokens, cut off, problems."""
     ks = sorted({int(name[5:]) for r in results for name in r.metrics if name.startswith("pass@")})
-    names = ["accuracy", *(f"pass@{k}" for k in ks), "structure", "completion_tokens", "problems"]
+    names = ["accuracy", *(f"pass@{k}" for k in ks), "structure", "completion_tokens", "cut_off",
+             "problems"]
     return [n for n in names if any(n in r.metrics for r in results)]
 
 
 def format_metric(name: str, value: float | int | None) -> str:
-    """Accuracies as percentages, the structure reward to 3 decimals, lengths to 1."""
+    """Accuracies and the cut-off share as percentages, the structure reward to 3 decimals,
+    lengths to 1."""
     if value is None:
         return "-"
-    if name == "accuracy" or name.startswith("pass@"):
+    if name in ("accuracy", "cut_off") or name.startswith("pass@"):
         return f"{value:.1%}"
     if name == "structure":
         return f"{value:.3f}"
@@ -477,7 +487,7 @@ def format_metric(name: str, value: float | int | None) -> str:
 
 
 METRIC_TITLES = {"accuracy": "accuracy (greedy)", "structure": "structure reward",
-                 "completion_tokens": "completion tokens"}
+                 "completion_tokens": "completion tokens", "cut_off": "cut off"}
 
 
 def results_table(results: Sequence[EvalResult], labels: Sequence[str]) -> Table:
@@ -489,7 +499,7 @@ def results_table(results: Sequence[EvalResult], labels: Sequence[str]) -> Table
     for name in names:
         table.add_column(METRIC_TITLES.get(name, name), justify="right")
     best = {name: max((r.metrics[name] for r in results if name in r.metrics), default=None)
-            for name in names if name not in ("completion_tokens", "problems")}
+            for name in names if name not in ("completion_tokens", "cut_off", "problems")}
     for label, result in zip(labels, results):
         cells = []
         for name in names:

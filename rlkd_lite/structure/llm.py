@@ -59,19 +59,24 @@ def left_padded_batches(tokenizer: Any, ids: list[list[int]], batch_size: int, d
         yield indices, batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
 
+def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    """The tokens that end a generation: the tokenizer's end-of-sequence token and those of
+    the model's generation config (an id or a list: chat models also stop at the end of a
+    turn)."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = {tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
+    return ids - {None}
+
+
 def cut_off_rows(generated: torch.Tensor, max_new_tokens: int, model: Any,
                  tokenizer: Any) -> list[bool]:
     """Per row of `generate`'s new tokens: did the token limit end it? That is a row that used
-    all `max_new_tokens` without an end-of-sequence token: the tokenizer's, or one of the
-    model's generation config (an id or a list: chat models also stop at the end of a turn).
-    A row that ended early is padded after its EOS."""
+    all `max_new_tokens` without a stop token (`stop_token_ids`); a row that ended early is
+    padded after its stop token."""
     if generated.shape[1] < max_new_tokens:  # generation stopped early: every row had ended
         return [False] * generated.shape[0]
-    config_ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    eos = {tokenizer.eos_token_id,
-           *(config_ids if isinstance(config_ids, list) else [config_ids])} - {None}
-    ended = torch.isin(generated, torch.tensor(sorted(eos), device=generated.device))
-    return (~ended.any(dim=1)).tolist()
+    stops = torch.tensor(sorted(stop_token_ids(model, tokenizer)), device=generated.device)
+    return (~torch.isin(generated, stops).any(dim=1)).tolist()
 
 
 # ---------------------------------------------------------------------------------------------
