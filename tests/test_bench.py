@@ -46,6 +46,8 @@ def test_bench_runs_each_variant_and_splits_the_step_by_stage(tmp_path):
     # the per-decode-step times divide by those limits (16 rollout tokens, 12 GSRM tokens).
     rows = RunDir(tmp_path / "run-rlkd-unsloth").metric_rows()
     assert [row["completion_tokens_max"] for row in rows] == [16, 16]
+    assert [row["completion_cut_off"] for row in rows] == [1.0, 1.0]
+    assert all(row["structure_gsrm_cut_off"] == 4 for row in rows)
     assert [row["structure_gsrm_decode_steps"] for row in rows] == [12, 12]
     assert all(0 < row["structure_gsrm_tokens"] <= 12 * 4 for row in rows)
     assert rlkd["decompose_ms_per_decode_step"] == pytest.approx(

@@ -74,7 +74,8 @@ def train(
     table.add_column("first quarter", justify="right")
     table.add_column("last quarter", justify="right")
     trend = RunDir(result.run_dir).trend(["reward", *REWARDS, "loss", "step_time_s",
-                                          "tokens_per_s", "completion_tokens_mean"])
+                                          "tokens_per_s", "completion_tokens_mean",
+                                          "completion_cut_off"])
     for key, (first, last) in trend.items():
         table.add_row(key, f"{first:.4g}", f"{last:.4g}")
     console.print(table)

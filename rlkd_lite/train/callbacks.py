@@ -159,6 +159,9 @@ class RunLogCallback(TrainerCallback):
         if logs.get("completions/max_length") is not None:
             # The rollouts' decode steps: a batch decodes until its longest completion ends.
             row["completion_tokens_max"] = logs["completions/max_length"]
+        if logs.get("completions/clipped_ratio") is not None:
+            # Rollouts that max_completion_length cut off: they rarely reach an answer.
+            row["completion_cut_off"] = logs["completions/clipped_ratio"]
         self._new_window()
         self.latest = row
         if state.is_world_process_zero:
