@@ -371,3 +371,35 @@ def test_evaluating_an_interrupted_runs_adapter_warns(tmp_path, capsys):
     warn_if_interrupted(run, run / "adapter")
     err = " ".join(capsys.readouterr().err.split())
     assert f"run {run} was stopped by Ctrl-C at step 3 of 250" in err
+
+
+@pytest.mark.slow
+def test_model_backed_structure_scoring_uses_the_recipes_budgets(tiny_model_dir, tmp_path,
+                                                                 monkeypatch, caplog):
+    """--decomposer gsrm and --judge llm run with the recipe's gsrm_max_new_tokens (24 in the
+    test recipe, not the decomposer's own default) and batch sizes, as in training. The random
+    model never stops, so each decomposition runs into that budget, and the warning names it."""
+    from rlkd_lite.structure import llm
+
+    monkeypatch.chdir(tmp_path)
+    made = {}
+
+    def recording(cls):
+        """`cls`, noting the options it is built with."""
+        class Recording(cls):
+            def __init__(self, *args, **options):
+                made[cls.__name__] = options
+                super().__init__(*args, **options)
+        return Recording
+
+    for name in ("GSRMDecomposer", "LLMJudge"):
+        monkeypatch.setattr(llm, name, recording(getattr(llm, name)))
+    recipe = str(Path(__file__).parent / "recipes" / "tiny-test.yaml")
+    with caplog.at_level("WARNING"):
+        result = evaluate(EvalSettings(recipe=recipe, model=str(tiny_model_dir),
+                                       data="synthetic", limit=2, decomposer="gsrm",
+                                       judge="llm"), output=tmp_path / "eval.json")
+    assert made["GSRMDecomposer"]["max_new_tokens"] == 24
+    assert made["GSRMDecomposer"]["batch_size"] == 8 and made["LLMJudge"]["batch_size"] == 16
+    assert "cut off 2 of 2 decompositions" in caplog.text and "now 24" in caplog.text
+    assert result.settings["decomposer"] == "gsrm" and "structure" in result.metrics

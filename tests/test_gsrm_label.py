@@ -210,9 +210,10 @@ def test_label_from_api_accepts_good_replies_and_records_every_failure(tmp_path,
 def test_label_from_api_rejects_a_reply_that_max_tokens_cut_off(tmp_path):
     """A reply that max_tokens ended is rejected with the limit named, so that the user knows
     to raise it, even when the steps it got to parse: its last ones may be missing, and an
-    adapter trained on it would learn to stop early. A reply that ended by itself without
-    steps is unparseable, as before."""
-    cut_short, cut_late, prose = load_problems("synthetic", subset=3)
+    adapter trained on it would learn to stop early. So is a reasoning model's reply cut off
+    while thinking (vLLM sends content null), not a failed request that every re-run asks
+    again. A reply that ended by itself without steps is unparseable, as before."""
+    cut_short, cut_late, thinking, prose = load_problems("synthetic", subset=4)
 
     def respond(request, attempt):
         user = last_user_message(request)
@@ -220,19 +221,24 @@ def test_label_from_api_rejects_a_reply_that_max_tokens_cut_off(tmp_path):
             return Reply("First I need the number of apples, which is", finish_reason="length")
         if cut_late.question in user:
             return Reply(render_steps(cut_late.steps), finish_reason="length")
+        if thinking.question in user:
+            return Reply(message_fields={"content": None, "reasoning_content": "Hmm, first"},
+                         finish_reason="length")
         return Reply("I would rather not split this into steps.")
 
     output = tmp_path / "labels.jsonl"
     with ChatServer(respond) as server:
-        code, printed = cli("gsrm", "label", "--from", "api", "--subset", "3", "--output",
+        code, printed = cli("gsrm", "label", "--from", "api", "--subset", "4", "--output",
                             str(output), "--api-base", server.base_url, "--api-model", "m",
                             "--max-tokens", "64")
     assert code == 1, printed  # nothing accepted
     assert not output.is_file() or not read_lines(output)
     rejects = {row["id"]: row for row in read_lines(tmp_path / "labels.rejects.jsonl")}
-    cut_detail = "the reply was cut off at max_tokens=64 (raise --max-tokens)"
+    cut_detail = ("the reply was cut off at max_tokens=64 (raise --max-tokens and re-run with "
+                  "--retry-rejected)")
     assert {i: (r["reason"], r["detail"]) for i, r in rejects.items()} == {
         cut_short.id: ("cut_off", cut_detail), cut_late.id: ("cut_off", cut_detail),
+        thinking.id: ("cut_off", cut_detail),
         prose.id: ("unparseable", "the reply has no tagged steps")}
     assert rejects[cut_short.id]["reply"].startswith("First I need")
 

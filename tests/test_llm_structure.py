@@ -22,6 +22,7 @@ from rlkd_lite.structure.llm import (  # noqa: E402
     without_partial_tag,
     chat_token_ids,
     cut_off_rows,
+    stop_token_ids,
     decomposition_messages,
 )
 from rlkd_lite.structure.steps import Step, parse_steps, render_steps  # noqa: E402
@@ -172,8 +173,43 @@ def test_decomposer_counts_and_warns_of_decompositions_its_budget_cut_off(
         decomposer(ITEMS)
         decomposer(ITEMS)
     assert decomposer.last_counts["cut_off"] == len(ITEMS)
-    assert caplog.text.count("raise gsrm_max_new_tokens") == 1  # once a run, not once a call
+    assert caplog.text.count("gsrm_max_new_tokens, now 5") == 1  # once a run, not once a call
     assert f"cut off {len(ITEMS)} of {len(ITEMS)} decompositions" in caplog.text
+
+
+def test_rows_the_step_limit_ends_are_not_counted_as_cut_off(tiny_model, tiny_tokenizer,
+                                                           monkeypatch):
+    """HF pads a row that a stopping criterion ended with the pad token, which need not be a
+    stop token. A trained GSRM cannot be had here, so `generate` is a stand-in that runs the
+    real stopping criterion as HF's loop does: rows with a step limit write two steps, the
+    others blank lines until the budget ends them. Only those are cut off."""
+    pad = tiny_tokenizer.convert_tokens_to_ids("<|im_start|>")  # special, but no stop token
+    assert pad not in stop_token_ids(tiny_model, tiny_tokenizer)
+    steps = [Step("m1", "q1", "1"), Step("m2", "q2", "2")]
+    written = tiny_tokenizer(render_steps(steps), add_special_tokens=False)["input_ids"]
+    newline = tiny_tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    budget = len(written) + 4
+
+    def generate(input_ids, max_new_tokens, stopping_criteria, **_):
+        limits = stopping_criteria[0].limits
+        done = [False] * len(limits)
+        sequences = input_ids
+        for position in range(max_new_tokens):
+            column = [pad if done[row] else written[position]
+                      if limit is not None and position < len(written) else newline
+                      for row, limit in enumerate(limits)]
+            sequences = torch.cat([sequences, torch.tensor(column)[:, None]], dim=1)
+            stopped = stopping_criteria[0](sequences, None).tolist()
+            done = [d or s for d, s in zip(done, stopped)]
+            if all(done):
+                break
+        return sequences
+
+    monkeypatch.setattr(tiny_model, "generate", generate)
+    decomposer = GSRMDecomposer(tiny_model, tiny_tokenizer, batch_size=4, max_new_tokens=budget)
+    result = decomposer(ITEMS, max_steps=[1, None, 1])
+    assert result[0] == result[2] == steps[:1]
+    assert decomposer.last_counts["cut_off"] == 1  # the row without a limit
 
 
 def test_cut_off_rows_are_full_rows_without_an_end_of_sequence(tiny_model, tiny_tokenizer,

@@ -179,7 +179,7 @@ def test_teach_from_a_reasoning_model_keeps_its_separate_reasoning(problems_file
     assert rejects[ids["cut-off"]]["cut_off"] == 2
     assert rejects[ids["cut-off"]]["detail"] == (
         "no right final answer in 2 sample(s); the token limit cut off 2 of them (raise "
-        "--max-new-tokens)")
+        "--max-new-tokens and re-run with --retry-rejected)")
 
 
 def test_chat_client_joins_separate_reasoning_only_when_asked():
@@ -249,7 +249,8 @@ def test_teach_with_a_local_model(tiny_model_dir, tmp_path):
                for row in rejects)
     # It never stops before 6 tokens either: the rejects say that the limit cut it off.
     assert all(row["cut_off"] == 2 and row["detail"].endswith(
-        "the token limit cut off 2 of them (raise --max-new-tokens)") for row in rejects)
+        "the token limit cut off 2 of them (raise --max-new-tokens and re-run with "
+        "--retry-rejected)") for row in rejects)
     assert "rejected: no_correct_trace │ 3" in printed
     code, printed = cli(*args)
     assert code == 1 and "skipped (done by an earlier run) │ 3" in printed

@@ -67,3 +67,17 @@ def test_code_digest_covers_the_decomposing_modules():
     assert all(f.is_file() and f.suffix == ".py" for f in files)
     # The rules decomposer and the gsrm prompt are among them.
     assert {"decomposers.py", "llm.py", "steps.py"} <= {f.name for f in files}
+
+
+def test_code_digest_changes_with_the_source_of_a_decomposing_module(tmp_path, monkeypatch,
+                                                                      request):
+    request.addfinalizer(decomposition_code_digest.cache_clear)  # the real modules' digest
+    module = tmp_path / "rlkd_test_rules.py"
+    module.write_text("STEP_PATTERN = 'a'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(teacher_cache, "DECOMPOSITION_MODULES", ("rlkd_test_rules",))
+    decomposition_code_digest.cache_clear()
+    before = decomposition_code_digest()
+    module.write_text("STEP_PATTERN = 'b'\n")
+    decomposition_code_digest.cache_clear()
+    assert decomposition_code_digest() != before

@@ -555,3 +555,19 @@ def test_a_metrics_row_covers_every_step_since_the_last_one(tmp_path, monkeypatc
     log.on_log(None, state, None, logs={"loss": 0.4})
     last = run.metric_rows()[-1]
     assert last["step_time_s"] == 1.0 and "rollout_s" not in last and "tokens_per_s" not in last
+
+
+@pytest.mark.slow
+def test_the_steps_after_the_last_full_logging_window_are_logged(tiny_model_dir, tmp_path):
+    """max_steps 3 with logging_steps 2: a row for steps 1-2 and one for step 3, which the
+    Trainer's own schedule would not log."""
+    from rlkd_lite.train.config import load_config
+    from rlkd_lite.train.run import run_training
+
+    config = load_config(TEST_RECIPE, {"model": str(tiny_model_dir), "max_steps": 3,
+                                       "logging_steps": 2, "output_dir": str(tmp_path / "run")})
+    run_training(config)
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [row["step"] for row in rows] == [2, 3]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["last_metrics"]["step"] == 3

@@ -74,10 +74,12 @@ def eval_command(
     decomposer: Annotated[DecomposerName, typer.Option(
         help="How reasoning becomes steps for the structure reward: auto (tagged when the text "
              "has step tags, else rules), tagged, rules, or gsrm (the model with --gsrm-adapter, "
-             "or the bare base few-shot).")] = DecomposerName.auto,
+             "or the bare base few-shot, with the recipe's gsrm_max_new_tokens and "
+             "gsrm_batch_size).")] = DecomposerName.auto,
     judge: Annotated[JudgeName, typer.Option(
         help="How steps are compared: lexical (token overlap, numbers by value), exact, or llm "
-             "(the model's yes/no probabilities).")] = JudgeName.lexical,
+             "(the model's yes/no probabilities, the recipe's judge_batch_size pairs a pass)."
+    )] = JudgeName.lexical,
     normalize: Annotated[bool, typer.Option(
         help="Divide each structure reward by the teacher's step count (0..1) instead of the "
              "authors' plain sum.")] = False,

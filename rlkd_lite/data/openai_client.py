@@ -215,7 +215,7 @@ def _chat_reply(raw: bytes, with_reasoning: bool) -> ChatReply:
         raise ApiError(f"malformed response: no choices[0].message.content "
                        f"({_preview(raw)})") from None
     reasoning = _separate_reasoning(message) if with_reasoning else None
-    if content is None and reasoning is not None:
+    if content is None and (reasoning is not None or cut_off):
         content = ""  # vLLM's reply when max_tokens ran out before the thinking ended
     if not isinstance(content, str):
         raise ApiError(f"malformed response: message content is {type(content).__name__}, "

@@ -168,7 +168,7 @@ def generate_teacher_traces(problems: Sequence[Problem], teacher: TeacherSampler
                 detail = f"no right final answer in {samples} sample(s)"
                 if attempts.cut_off:
                     detail += (f"; the token limit cut off {attempts.cut_off} of them (raise "
-                               f"--max-new-tokens)")
+                               f"--max-new-tokens and re-run with --retry-rejected)")
                 output.reject(attempts.problem.id, NO_CORRECT_TRACE, detail,
                               answers=attempts.answers, cut_off=attempts.cut_off)
                 progress.advance(task)

@@ -296,14 +296,20 @@ def _load_model(model_name: str, settings: EvalSettings, config: RunConfig) -> t
     return model, tokenizer
 
 
-def _structure_parts(settings: EvalSettings, model: Any, tokenizer: Any) -> tuple[Any, Any]:
+def _structure_parts(settings: EvalSettings, config: RunConfig, model: Any, tokenizer: Any
+                     ) -> tuple[Any, Any]:
+    """The decomposer and judge; model-backed ones with the recipe's budgets, as in training."""
     from rlkd_lite.models.adapters import GSRM_ADAPTER
 
     on_model = {"model": model, "tokenizer": tokenizer,
                 "adapter": GSRM_ADAPTER if settings.gsrm_adapter else None}
-    decomposer = make_decomposer(settings.decomposer,
-                                 **(on_model if settings.decomposer in MODEL_DECOMPOSERS else {}))
-    judge = make_judge(settings.judge, **(on_model if settings.judge in MODEL_JUDGES else {}))
+    decomposer = make_decomposer(settings.decomposer, **(
+        {**on_model, "max_new_tokens": config.gsrm_max_new_tokens,
+         "batch_size": config.gsrm_batch_size}
+        if settings.decomposer in MODEL_DECOMPOSERS else {}))
+    judge = make_judge(settings.judge, **(
+        {**on_model, "batch_size": config.judge_batch_size}
+        if settings.judge in MODEL_JUDGES else {}))
     return decomposer, judge
 
 
@@ -339,7 +345,7 @@ def evaluate(settings: EvalSettings, output: str | Path | None = None) -> EvalRe
     loading = f"loading {model_name}" + (f" with {settings.adapter}" if settings.adapter else "")
     with status(loading):
         model, tokenizer = _load_model(model_name, settings, config)
-    decomposer, judge = _structure_parts(settings, model, tokenizer)
+    decomposer, judge = _structure_parts(settings, config, model, tokenizer)
     conversations = [row["prompt"] for row in problems_to_rows(problems, config.system_prompt)]
     generation = {"max_new_tokens": max_new_tokens, "batch_size": settings.batch_size}
     with use_adapter(model, STUDENT_ADAPTER if settings.adapter else None):

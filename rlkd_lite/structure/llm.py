@@ -71,8 +71,8 @@ def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
 def cut_off_rows(generated: torch.Tensor, max_new_tokens: int, model: Any,
                  tokenizer: Any) -> list[bool]:
     """Per row of `generate`'s new tokens: did the token limit end it? That is a row that used
-    all `max_new_tokens` without a stop token (`stop_token_ids`); a row that ended early is
-    padded after its stop token."""
+    all `max_new_tokens` without a stop token (`stop_token_ids`). A row that a stopping
+    criterion ended is padded with no stop token: callers leave those rows out."""
     if generated.shape[1] < max_new_tokens:  # generation stopped early: every row had ended
         return [False] * generated.shape[0]
     stops = torch.tensor(sorted(stop_token_ids(model, tokenizer)), device=generated.device)
@@ -360,7 +360,7 @@ class GSRMDecomposer:
                 generated = output[:, prompt_length:]
                 self.last_counts["decode_steps"] += generated.shape[1]
                 self.last_counts["tokens"] += int((generated != self.tokenizer.pad_token_id).sum())
-                # A row the step limit ended on the last token allowed is complete all the same.
+                # The rows the step limit ended are complete, with or without a stop token.
                 stopped = stopping[0].stopped if stopping else set()
                 self.last_counts["cut_off"] += sum(
                     cut and row not in stopped for row, cut in
@@ -371,9 +371,9 @@ class GSRMDecomposer:
         if self.last_counts["cut_off"] and not self._warned_cut_off:
             self._warned_cut_off = True  # once: the budget is the same on every call
             log.warning("gsrm: the token budget cut off %d of %d decompositions, whose last "
-                        "steps are then missing (raise gsrm_max_new_tokens, now %d, or "
-                        "max_seq_length where long prompts leave less room; the metric "
-                        "structure/gsrm_cut_off counts them)", self.last_counts["cut_off"],
+                        "steps are then missing (raise the recipe's gsrm_max_new_tokens, now %d, "
+                        "or max_seq_length where long prompts leave less room; in training the "
+                        "metric structure/gsrm_cut_off counts them)", self.last_counts["cut_off"],
                         len(todo), self.max_new_tokens)
         return texts
 

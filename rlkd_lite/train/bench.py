@@ -159,7 +159,9 @@ def run_variant(variant: str, recipe: str, model_dir: str, steps: int, out_dir: 
         overrides.setdefault("gsrm_adapter", gsrm_adapter)
     config = load_config(recipe, {
         **overrides, "model": model_dir, "method": method, "backend": backend,
-        "max_steps": steps, "output_dir": out_dir, "save_steps": steps, "sample_every": steps})
+        "max_steps": steps, "output_dir": out_dir, "save_steps": steps, "sample_every": steps,
+        # One metrics row per step: the warm-up and the means count steps.
+        "logging_steps": 1})
     # Steps between generations (steps_per_generation): the mean covers whole cycles after the
     # warm-up, so that each generation's cost is spread over the steps that share it.
     cycle = config.steps_per_rollout()

@@ -118,6 +118,9 @@ class RunLogCallback(TrainerCallback):
         self.stages: dict[str, float] = {}
 
     def on_step_end(self, args, state, control, **kwargs):
+        # The last steps make a row too, when max_steps is no multiple of logging_steps.
+        if state.global_step >= state.max_steps:
+            control.should_log = True
         self.steps += 1
         self.seconds += time.perf_counter() - self._step_start
         # More than one when steps_per_generation is below gradient_accumulation_steps.
@@ -135,7 +138,8 @@ class RunLogCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
-        if "train_runtime" in logs:  # the end-of-training summary, not a step
+        # The end-of-training summary and evaluations are no training steps.
+        if "train_runtime" in logs or any(key.startswith("eval_") for key in logs):
             return
         steps = max(1, self.steps)
         row: dict[str, Any] = {"step": state.global_step,
@@ -253,7 +257,8 @@ class GracefulInterrupt(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.requested:
-            control.should_save = True
+            # Log the steps since the last row too, so the metrics reach the saved step.
+            control.should_log = control.should_save = True
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):

@@ -130,7 +130,8 @@ def label_with_api(problems: Sequence[Problem], client: Any, output: ResumableOu
                 output.reject(problem.id, REQUEST_FAILED, str(reply))
             elif reply.cut_off:
                 output.reject(problem.id, CUT_OFF, f"the reply was cut off at max_tokens="
-                              f"{max_tokens} (raise --max-tokens)", reply=reply.text[:2000])
+                              f"{max_tokens} (raise --max-tokens and re-run with "
+                              f"--retry-rejected)", reply=reply.text[:2000])
             else:
                 # A reasoning model may think first; the steps are what follows its thinking.
                 steps = parse_steps(reply.text.rsplit("</think>", 1)[-1])
@@ -415,6 +416,7 @@ def evaluate_gsrm_adapter(model: Any, tokenizer: Any, examples: Sequence[LabelEx
     label_tokens = [len(ids) for ids in tokenizer([render_steps(e.steps) for e in examples],
                                                   add_special_tokens=False)["input_ids"]]
     metrics["labels_over_token_budget"] = sum(n > config.gsrm_max_new_tokens for n in label_tokens)
+    metrics["outputs_cut_off"] = decomposer.last_counts["cut_off"]
     metrics["max_new_tokens"] = config.gsrm_max_new_tokens
     predictions = [{"id": e.id, "label": render_steps(e.steps), "output": text,
                     "label_steps": len(e.steps), "predicted_steps": len(steps)}
