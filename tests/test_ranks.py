@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from transformers import TrainerState
+from transformers import TrainerControl, TrainerState
 
 from rlkd_lite.structure.decomposers import DecomposeInput
 from rlkd_lite.structure.steps import Step
@@ -27,7 +27,7 @@ def one_logged_step(run: RunDir, world_process_zero: bool) -> None:
     state = TrainerState(is_world_process_zero=world_process_zero)
     state.global_step = 1
     callback.on_step_begin(None, state, None)
-    callback.on_step_end(None, state, None)
+    callback.on_step_end(None, state, TrainerControl())
     callback.on_log(None, state, None, logs={"loss": 0.5})
     assert callback.latest["loss"] == 0.5  # every rank keeps its row
 

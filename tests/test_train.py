@@ -508,7 +508,7 @@ def test_a_metrics_row_covers_every_step_since_the_last_one(tmp_path, monkeypatc
     """With logging_steps 2 and a generation every other step (steps_per_generation 2), a row
     is the mean of its two steps, and its tokens are those of the generation in them over their
     time: not the last step's time alone, which did not generate."""
-    from transformers import TrainerState
+    from transformers import TrainerControl, TrainerState
 
     from rlkd_lite.train import callbacks
     from rlkd_lite.train.callbacks import RunLogCallback
@@ -530,7 +530,7 @@ def test_a_metrics_row_covers_every_step_since_the_last_one(tmp_path, monkeypatc
 
     trainer = Trainer()
     log.clock.attach(trainer)
-    state = TrainerState(is_world_process_zero=True)
+    state = TrainerState(is_world_process_zero=True, max_steps=3)
     for step, generates in ((1, True), (2, False)):
         state.global_step = step
         log.on_step_begin(None, state, None)
@@ -538,7 +538,7 @@ def test_a_metrics_row_covers_every_step_since_the_last_one(tmp_path, monkeypatc
             trainer._generate_and_score_completions()
         now[0] += 1.0  # the training pass
         cuda.allocate(2.0)
-        log.on_step_end(None, state, None)
+        log.on_step_end(None, state, TrainerControl())
     log.on_log(None, state, None, logs={"completions/mean_length": 100.0, "loss": 0.5})
     (row,) = run.metric_rows()
     assert row["step"] == 2 and row["step_time_s"] == 2.5  # (4 s + 1 s) / 2 steps
@@ -547,11 +547,12 @@ def test_a_metrics_row_covers_every_step_since_the_last_one(tmp_path, monkeypatc
     assert row["completion_tokens"] == 800  # one generation of 8 rollouts
     assert row["tokens_per_s"] == 160.0  # over the 5 s of both steps
 
-    # The next row starts over.
-    state.global_step = 3
+    # The next row starts over; the last step is logged whatever logging_steps says.
+    state.global_step, control = 3, TrainerControl()
     log.on_step_begin(None, state, None)
     now[0] += 1.0
-    log.on_step_end(None, state, None)
+    log.on_step_end(None, state, control)
+    assert control.should_log
     log.on_log(None, state, None, logs={"loss": 0.4})
     last = run.metric_rows()[-1]
     assert last["step_time_s"] == 1.0 and "rollout_s" not in last and "tokens_per_s" not in last
