@@ -23,18 +23,22 @@ TEACHER = [Step("First find what the notebooks cost.", "9*14", "126"),
            Step("Then the rulers.", "5*4", "20")]
 STUDENT = [Step("First find what the notebooks cost.", "9*14", "126"),
            Step("Add everything.", "126+20", "146")]
-# Logged by an RLKD run: every reward, loss, step time, tokens/s (step 2 lacks tokens/s).
+# Logged by an RLKD run: every reward, loss, step time, tokens/s and the share of rollouts cut
+# off (step 2 lacks both: it did not generate).
 METRICS = [
     {"step": 1, "step_time_s": 7.5, "loss": 0.0, "accuracy": 0.0, "format": 0.0,
-     "tag_count": 0.25, "structure": 0.5, "reward": 10.0, "tokens_per_s": 50.9},
+     "tag_count": 0.25, "structure": 0.5, "reward": 10.0, "tokens_per_s": 50.9,
+     "completion_cut_off": 0.5},
     {"step": 2, "step_time_s": 10.8, "loss": 0.01, "accuracy": 0.25, "format": 0.0,
      "tag_count": 0.5, "structure": 0.75, "reward": 21.0},
     {"step": 3, "step_time_s": 9.1, "loss": -0.02, "accuracy": 0.5, "format": 0.25,
-     "tag_count": 0.5, "structure": 1.25, "reward": 36.0, "tokens_per_s": 44.0},
+     "tag_count": 0.5, "structure": 1.25, "reward": 36.0, "tokens_per_s": 44.0,
+     "completion_cut_off": 0.125},
 ]
 CURVE_TITLES = ["accuracy reward", "format reward", "tag_count reward", "structure reward",
                 "total reward (weighted)", "loss", "step time (s)",
-                "rollout tokens per second (steps that generate)"]
+                "rollout tokens per second (steps that generate)",
+                "share of rollouts cut off by max_completion_length"]
 
 
 def jsonl(rows) -> str:

@@ -34,7 +34,8 @@ REPORT_FILE = "report.html"
 CURVES = (*((name, f"{name} reward") for name in REWARDS),
           ("reward", "total reward (weighted)"), ("loss", "loss"),
           ("step_time_s", "step time (s)"),
-          ("tokens_per_s", "rollout tokens per second (steps that generate)"))
+          ("tokens_per_s", "rollout tokens per second (steps that generate)"),
+          ("completion_cut_off", "share of rollouts cut off by max_completion_length"))
 """(metrics.jsonl key, chart title) of every curve drawn when the run logged it."""
 CONFIG_SHOWN = ("model", "method", "backend", "data", "subset", "decomposer", "judge",
                 "max_steps", "num_generations", "max_completion_length", "learning_rate")
