@@ -33,12 +33,13 @@ DECOMPOSITION_MODULES = (
 def decomposition_code_digest() -> str:
     """A short hash of the source of `DECOMPOSITION_MODULES`: a run resumed after an upgrade
     that changed how traces are decomposed (a new rules case, a new prompt) decomposes its
-    teacher traces again instead of mixing old and new decompositions. Read from the files,
-    so the torch-backed gsrm module is not imported."""
+    teacher traces again instead of mixing old and new decompositions. Read through each
+    module's loader (a file, or a member of a zip), so the torch-backed gsrm module is not
+    imported."""
     digest = hashlib.sha256()
     for name in DECOMPOSITION_MODULES:
         spec = importlib.util.find_spec(name)
-        digest.update(Path(spec.origin).read_bytes())
+        digest.update(spec.loader.get_data(spec.origin))
     return digest.hexdigest()[:16]
 
 
