@@ -20,11 +20,11 @@ from rlkd_lite.structure.steps import Step, steps_to_dicts
 
 
 DECOMPOSITION_MODULES = (
-    "rlkd_lite.data.answers",         # plain_math: LaTeX and number clean-up before the rules
-    "rlkd_lite.structure.judges",     # arithmetic_value: the rules' check of a computation
-    "rlkd_lite.structure.steps",      # the step parser and format
+    "rlkd_lite.data.answers",           # plain_math: LaTeX and numbers cleaned for the rules
+    "rlkd_lite.structure.judges",       # arithmetic_value: where the rules split a chain
+    "rlkd_lite.structure.steps",        # the step parser and format
     "rlkd_lite.structure.decomposers",  # the rules, tagged and auto decomposers
-    "rlkd_lite.structure.llm",        # the gsrm decomposer's prompt and stopping rule
+    "rlkd_lite.structure.llm",          # the gsrm decomposer's prompt and stopping rule
 )
 """The modules whose code decides what a decomposer writes for a trace."""
 
