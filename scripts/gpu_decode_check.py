@@ -55,6 +55,17 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+def _with_gsrm_adapter(model: Any) -> None:
+    """Add an untrained gsrm adapter (B = 0) beside the student, once: it costs what a trained
+    one does."""
+    from peft import LoraConfig
+
+    from rlkd_lite.models.adapters import GSRM_ADAPTER, add_frozen_adapter
+
+    if GSRM_ADAPTER not in model.peft_config:
+        add_frozen_adapter(model, GSRM_ADAPTER, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0))
+
+
 def _timed(fn: Any) -> tuple[Any, float]:
     _sync()
     start = time.perf_counter()
@@ -195,15 +206,12 @@ def decode_scaling(model: Any, tokenizer: Any, tokens: int, rows: list[int],
     cache) and captures the graph on the second; the later steps replay it. The GSRM's seconds
     include building its prompts, as in the reward."""
     import torch
-    from peft import LoraConfig
 
-    from rlkd_lite.models.adapters import GSRM_ADAPTER, STUDENT_ADAPTER, add_frozen_adapter
-    from rlkd_lite.models.adapters import use_adapter
+    from rlkd_lite.models.adapters import GSRM_ADAPTER, STUDENT_ADAPTER, use_adapter
     from rlkd_lite.models.generation import decode_graphs
     from rlkd_lite.structure.llm import GSRMDecomposer, chat_token_ids, decomposition_messages
 
-    if GSRM_ADAPTER not in model.peft_config:  # untrained (B = 0): costs what a trained one does
-        add_frozen_adapter(model, GSRM_ADAPTER, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0))
+    _with_gsrm_adapter(model)
     lengths = (1, 2, 3, tokens)
 
     def rollout(n: int, sample: bool) -> tuple[dict[int, Any], int]:
@@ -269,15 +277,13 @@ def profile_decomposer(model: Any, tokenizer: Any, tokens: int, graphs: Any,
     kernels with the most GPU time under torch.profiler, which slows a host-bound loop (so the
     split is timed without it). Unsloth's graph counters say whether the calls replayed."""
     import torch
-    from peft import LoraConfig
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    from rlkd_lite.models.adapters import GSRM_ADAPTER, add_frozen_adapter
+    from rlkd_lite.models.adapters import GSRM_ADAPTER
     from rlkd_lite.structure.llm import GSRMDecomposer
 
-    if GSRM_ADAPTER not in model.peft_config:
-        add_frozen_adapter(model, GSRM_ADAPTER, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0))
+    _with_gsrm_adapter(model)
     items = rollout_sized_items(8, seed=3)
     # max_steps: the teacher's step count, as in the reward (its stopping criterion runs).
     decomposer = GSRMDecomposer(model, tokenizer, adapter=GSRM_ADAPTER, batch_size=8,

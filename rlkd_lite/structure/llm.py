@@ -298,13 +298,16 @@ class GSRMDecomposer:
     cut short; `max_new_tokens` or the model's max_seq_length is too small for them).
     """
 
+    WORK_COUNTS = ("tokens", "decode_steps", "cut_off")
+    """The keys of `last_counts`."""
+
     def __init__(self, model: Any, tokenizer: Any, adapter: str | None = None,
                  batch_size: int = 16, max_new_tokens: int = 512, max_steps: int | None = None,
                  few_shot: bool | None = None):
         self.model, self.tokenizer, self.adapter = model, tokenizer, adapter
         self.batch_size, self.max_new_tokens, self.max_steps = batch_size, max_new_tokens, max_steps
         self.few_shot = adapter is None if few_shot is None else few_shot
-        self.last_counts = {"tokens": 0, "decode_steps": 0, "cut_off": 0}
+        self.last_counts = dict.fromkeys(self.WORK_COUNTS, 0)
         self._warned_cut_off = False
 
     def __call__(self, items: Sequence[DecomposeInput],
@@ -318,7 +321,7 @@ class GSRMDecomposer:
     def completions(self, items: Sequence[DecomposeInput],
                     max_steps: int | Sequence[int | None] | None = None) -> list[str]:
         """The generated text for each item (special tokens removed), in the order of `items`."""
-        self.last_counts = {"tokens": 0, "decode_steps": 0, "cut_off": 0}
+        self.last_counts = dict.fromkeys(self.WORK_COUNTS, 0)
         limits = self._limits(len(items), max_steps)
         texts = [""] * len(items)
         # No reasoning, no steps: asked anyway, a model makes them up from the question.
